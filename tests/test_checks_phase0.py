@@ -1,0 +1,624 @@
+"""Unit tests of the Phase 0 exercise self-checks (``utils/checks/phase0.py``).
+
+Each wrong answer below is written the way a learner would write it (independently of the checker's own
+reproductions of mistakes), and each test asserts that the check fails with the hint that names that
+mistake. The parametrize ids document which mistake gets which hint: ``pytest --collect-only -q`` lists them.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from utils.checks import check, evaluate, reference
+
+EXERCISES = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8"]
+
+
+def _failed_with(exercise: str, answer, phrase: str) -> None:
+    result = evaluate(exercise, answer)
+    assert result.status == "failed", result.message
+    assert phrase in result.message, f"expected hint containing {phrase!r}, got: {result.message}"
+
+
+# --- the references pass --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_reference_passes(exercise):
+    result = evaluate(exercise, reference(exercise))
+    assert result.passed, result.message
+    assert result.message.startswith("✓")
+
+
+# --- 0.1 a training step --------------------------------------------------------------------------------
+
+def step_without_zero_grad(model, inputs, targets, optimizer):
+    loss = F.cross_entropy(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_without_optimizer_step(model, inputs, targets, optimizer):
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(inputs), targets)
+    loss.backward()
+    return loss.item()
+
+
+def step_without_backward(model, inputs, targets, optimizer):
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(inputs), targets)
+    optimizer.step()
+    return loss.item()
+
+
+def step_zero_grad_between_backward_and_step(model, inputs, targets, optimizer):
+    loss = F.cross_entropy(model(inputs), targets)
+    loss.backward()
+    optimizer.zero_grad()
+    optimizer.step()
+    return loss.item()
+
+
+def step_returning_tensor(model, inputs, targets, optimizer):
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def step_softmax_before_cross_entropy(model, inputs, targets, optimizer):
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(inputs).softmax(dim=-1), targets)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_nll_on_raw_logits(model, inputs, targets, optimizer):
+    optimizer.zero_grad()
+    loss = F.nll_loss(model(inputs), targets)  # forgot log_softmax
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param(step_without_zero_grad, "optimizer.zero_grad()` every step", id="no-zero_grad->gradients-accumulate"),
+    pytest.param(step_without_optimizer_step, "call `optimizer.step()`", id="no-optimizer.step->weights-not-updated"),
+    pytest.param(step_without_backward, "call `loss.backward()`", id="no-backward->no-gradients"),
+    pytest.param(step_zero_grad_between_backward_and_step, "between `loss.backward()` and `optimizer.step()`",
+                 id="zero_grad-after-backward->wrong-place"),
+    pytest.param(step_returning_tensor, "as a Python float", id="returns-tensor->use-.item()"),
+    pytest.param(step_softmax_before_cross_entropy, "no softmax first", id="softmax-before-CE->raw-logits"),
+    pytest.param(step_nll_on_raw_logits, "no softmax first", id="nll-on-logits->use-cross_entropy"),
+])
+def test_train_step_mistakes(answer, phrase):
+    _failed_with("0.1", answer, phrase)
+
+
+# --- 0.2 L2 normalisation -------------------------------------------------------------------------------
+
+def l2_along_dim0(x):
+    return x / x.norm(dim=0, keepdim=True)
+
+
+def l2_by_squared_norm(x):
+    return x / (x ** 2).sum(dim=-1, keepdim=True)
+
+
+def l2_without_eps(x):
+    return x / torch.sqrt((x ** 2).sum(dim=-1, keepdim=True))
+
+
+def l2_by_sum(x):
+    return x / x.sum(dim=-1, keepdim=True)
+
+
+def l2_whole_tensor_norm(x):
+    return x / x.norm()
+
+
+def l2_without_keepdim(x):
+    return x / x.norm(dim=-1).clamp_min(1e-12)
+
+
+def l2_returns_norms(x):
+    return x.norm(dim=-1)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param(l2_along_dim0, "each COLUMN has unit norm", id="dim=0->columns-normalised"),
+    pytest.param(l2_by_squared_norm, "divided by the squared norm", id="squared-norm"),
+    pytest.param(l2_without_eps, "zero vector gives NaN", id="no-eps->NaN-on-zero-vector"),
+    pytest.param(l2_by_sum, "L1-style", id="sum-of-entries->L1"),
+    pytest.param(l2_whole_tensor_norm, "norm of the whole tensor", id="x/x.norm()->whole-tensor"),
+    pytest.param(l2_without_keepdim, "keepdim=True", id="no-keepdim->broadcast-error"),
+    pytest.param(l2_returns_norms, "you returned the norms", id="returns-norms"),
+])
+def test_l2_normalize_mistakes(answer, phrase):
+    _failed_with("0.2", answer, phrase)
+
+
+# --- 0.3 cosine-similarity matrix -----------------------------------------------------------------------
+
+def _unit(x):
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def cos_without_normalising(a, b):
+    return a @ b.T
+
+
+def cos_transposed(a, b):
+    return _unit(b) @ _unit(a).T
+
+
+def cos_only_a_normalised(a, b):
+    return _unit(a) @ b.T
+
+
+def cos_only_b_normalised(a, b):
+    return a @ _unit(b).T
+
+
+def cos_normalised_along_dim0(a, b):
+    return (a / a.norm(dim=0, keepdim=True)) @ (b / b.norm(dim=0, keepdim=True)).T
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param(cos_without_normalising, "raw dot products", id="no-normalisation->raw-dot-products"),
+    pytest.param(cos_transposed, "the result is transposed", id="b@a.T->transposed"),
+    pytest.param(cos_only_a_normalised, "normalise `b` too", id="only-a-normalised"),
+    pytest.param(cos_only_b_normalised, "normalise `a` too", id="only-b-normalised"),
+    pytest.param(cos_normalised_along_dim0, "wrong axis", id="normalised-along-dim0"),
+])
+def test_cosine_mistakes(answer, phrase):
+    _failed_with("0.3", answer, phrase)
+
+
+# --- 0.4 scaled dot-product attention -------------------------------------------------------------------
+
+def _scores(q, k):
+    return q @ k.transpose(-2, -1)
+
+
+def sdpa_without_scaling(q, k, v, mask=None):
+    s = _scores(q, k)
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    return torch.softmax(s, dim=-1) @ v
+
+
+def sdpa_scaled_by_d(q, k, v, mask=None):
+    s = _scores(q, k) / q.shape[-1]
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    return torch.softmax(s, dim=-1) @ v
+
+
+def sdpa_softmax_over_queries(q, k, v, mask=None):
+    s = _scores(q, k) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    return torch.softmax(s, dim=-2) @ v
+
+
+def sdpa_returns_weights(q, k, v, mask=None):
+    s = _scores(q, k) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    return torch.softmax(s, dim=-1)
+
+
+def sdpa_mask_ignored(q, k, v, mask=None):
+    return torch.softmax(_scores(q, k) / math.sqrt(q.shape[-1]), dim=-1) @ v
+
+
+def sdpa_mask_inverted(q, k, v, mask=None):
+    s = _scores(q, k) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = s.masked_fill(mask, float("-inf"))
+    return torch.softmax(s, dim=-1) @ v
+
+
+def sdpa_mask_with_zero(q, k, v, mask=None):
+    s = _scores(q, k) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = s * mask  # masked scores become 0, not -inf
+    return torch.softmax(s, dim=-1) @ v
+
+
+def sdpa_mask_after_softmax(q, k, v, mask=None):
+    w = torch.softmax(_scores(q, k) / math.sqrt(q.shape[-1]), dim=-1)
+    if mask is not None:
+        w = w.masked_fill(~mask, 0.0)
+    return w @ v
+
+
+def sdpa_additive_bool_mask(q, k, v, mask=None):
+    s = _scores(q, k) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = s + mask  # a boolean mask is not an additive mask
+    return torch.softmax(s, dim=-1) @ v
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param(sdpa_without_scaling, "not scaled: divide", id="no-scaling"),
+    pytest.param(sdpa_scaled_by_d, "you scaled by d", id="scaled-by-d-not-sqrt-d"),
+    pytest.param(sdpa_softmax_over_queries, "softmax runs over the wrong axis", id="softmax-dim=-2"),
+    pytest.param(sdpa_returns_weights, "multiply them by v", id="returns-weights"),
+    pytest.param(sdpa_mask_ignored, "the mask is ignored", id="mask-ignored"),
+    pytest.param(sdpa_mask_inverted, "the mask is inverted", id="mask-inverted"),
+    pytest.param(sdpa_mask_with_zero, "score of 0 instead of -inf", id="mask-fills-0-not-minus-inf"),
+    pytest.param(sdpa_mask_after_softmax, "masking after the softmax", id="mask-after-softmax"),
+    pytest.param(sdpa_additive_bool_mask, "added the boolean mask", id="bool-mask-added-to-scores"),
+])
+def test_attention_mistakes(answer, phrase):
+    _failed_with("0.4", answer, phrase)
+
+
+def sdpa_with_large_negative(q, k, v, mask=None):
+    s = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None:
+        s = torch.where(mask == 0, torch.tensor(-1e9), s)
+    return F.softmax(s, dim=-1) @ v
+
+
+def test_attention_alternative_correct_answer_passes():
+    assert evaluate("0.4", sdpa_with_large_negative).passed
+
+
+# --- 0.5 multi-head attention ---------------------------------------------------------------------------
+
+def _mha(x_q, x_kv, w_q, w_k, w_v, w_o, n_heads, mask=None, *, split="view", merge="transpose",
+         scale="head", out_proj=True, kv_from_q=False, transpose_w=True, pass_mask=True):
+    """A learner's multi-head attention with switches for the usual mistakes (default: correct)."""
+    b, t_q, d = x_q.shape
+    hd = d // n_heads
+    lin = (lambda x, w: x @ w.T) if transpose_w else (lambda x, w: x @ w)
+    src = x_q if kv_from_q else x_kv
+    q, k, v = lin(x_q, w_q), lin(src, w_k), lin(src, w_v)
+
+    def heads(t):
+        if split == "reshape":  # bare reshape: heads cut across positions
+            return t.reshape(b, n_heads, t.shape[1], hd)
+        return t.view(b, t.shape[1], n_heads, hd).transpose(1, 2)
+
+    q, k, v = heads(q), heads(k), heads(v)
+    s = q @ k.transpose(-2, -1) / math.sqrt(hd if scale == "head" else d)
+    if mask is not None and pass_mask:
+        s = s.masked_fill(~mask, float("-inf"))
+    o = s.softmax(dim=-1) @ v
+    o = o.reshape(b, t_q, d) if merge == "reshape" else o.transpose(1, 2).reshape(b, t_q, d)
+    return lin(o, w_o) if out_proj else o
+
+
+def mha_single_head(x_q, x_kv, w_q, w_k, w_v, w_o, n_heads, mask=None):
+    q, k, v = x_q @ w_q.T, x_kv @ w_k.T, x_kv @ w_v.T
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    return (s.softmax(-1) @ v) @ w_o.T
+
+
+def _mha_variant(**mistake):
+    return lambda *args, **kwargs: _mha(*args, **kwargs, **mistake)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param(_mha_variant(split="reshape"), "heads are split with a bare reshape", id="split-heads-bare-reshape"),
+    pytest.param(_mha_variant(split="reshape", merge="reshape"), "split and merged with a bare reshape",
+                 id="split-and-merge-bare-reshape"),
+    pytest.param(_mha_variant(merge="reshape"), "heads are merged with a bare reshape", id="merge-heads-bare-reshape"),
+    pytest.param(_mha_variant(scale="model"), "HEAD dimension", id="scaled-by-model-dim"),
+    pytest.param(_mha_variant(out_proj=False), "output projection w_o is missing", id="no-output-projection"),
+    pytest.param(_mha_variant(kv_from_q=True), "keys/values come from the query sequence", id="k-v-from-x_q"),
+    pytest.param(_mha_variant(transpose_w=False), "x @ w.T", id="x@w-instead-of-x@w.T"),
+    pytest.param(_mha_variant(pass_mask=False), "pass `mask` on", id="mask-dropped"),
+    pytest.param(mha_single_head, "single-head attention", id="single-head"),
+])
+def test_multi_head_attention_mistakes(answer, phrase):
+    _failed_with("0.5", answer, phrase)
+
+
+def test_multi_head_attention_learner_style_correct_answer_passes():
+    assert evaluate("0.5", _mha_variant()).passed
+
+
+# --- 0.6 BPE --------------------------------------------------------------------------------------------
+
+def _learner_bpe(word_freqs, num_merges, *, weighted=True, every_occurrence=True, recount=True, tiebreak="rank"):
+    """A learner's BPE (default: correct) with switches for the usual mistakes."""
+    words = {tuple(w): (f if weighted else 1) for w, f in word_freqs.items()}
+    rank = {c: i for i, c in enumerate(sorted({c for w in word_freqs for c in w}))}
+
+    def count(words):
+        counts = Counter()
+        for symbols, f in words.items():
+            for i in range(len(symbols) - 1):
+                counts[symbols[i], symbols[i + 1]] += f
+        return counts
+
+    def merge(symbols, pair):
+        out, i = [], 0
+        while i < len(symbols):
+            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+                out.append(symbols[i] + symbols[i + 1])
+                i += 2
+                if not every_occurrence:
+                    return tuple(out) + tuple(symbols[i:])
+            else:
+                out.append(symbols[i])
+                i += 1
+        return tuple(out)
+
+    merges, counts = [], count(words)
+    for _ in range(num_merges):
+        if recount:
+            counts = count(words)
+        counts = Counter({p: c for p, c in counts.items() if c > 0})
+        if not counts:
+            break
+        if tiebreak == "rank":
+            best = min(counts, key=lambda p: (-counts[p], rank[p[0]], rank[p[1]]))
+        elif tiebreak == "first_seen":
+            best = counts.most_common(1)[0][0]
+        elif tiebreak == "alphabetical":
+            best = min(counts, key=lambda p: (-counts[p], p))
+        else:  # lexicographically largest
+            best = max(counts, key=lambda p: (counts[p], p))
+        merges.append(best)
+        rank.setdefault(best[0] + best[1], len(rank))
+        if not recount:
+            del counts[best]
+        words = {merge(w, best): f for w, f in words.items()}
+    return merges
+
+
+def bpe_concatenated_corpus(word_freqs, num_merges):
+    """Treats the corpus as one long string: pairs across word boundaries get counted and merged."""
+    seq = [c for w, f in word_freqs.items() for _ in range(f) for c in w]
+    rank = {c: i for i, c in enumerate(sorted(set(seq)))}
+    merges = []
+    for _ in range(num_merges):
+        counts = Counter(zip(seq, seq[1:]))
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], rank[p[0]], rank[p[1]]))
+        merges.append(best)
+        rank.setdefault(best[0] + best[1], len(rank))
+        out, i = [], 0
+        while i < len(seq):
+            if i + 1 < len(seq) and (seq[i], seq[i + 1]) == best:
+                out.append(seq[i] + seq[i + 1])
+                i += 2
+            else:
+                out.append(seq[i])
+                i += 1
+        seq = out
+    return merges
+
+
+def bpe_string_replace(word_freqs, num_merges):
+    """Words as space-separated strings, merged with str.replace: 'aa b'.replace('a b', 'ab') matches across
+    the boundary of the symbol 'aa'."""
+    vocab = {" ".join(w): f for w, f in word_freqs.items()}
+    rank = {c: i for i, c in enumerate(sorted({c for w in word_freqs for c in w}))}
+    merges = []
+    for _ in range(num_merges):
+        counts = Counter()
+        for word, f in vocab.items():
+            symbols = word.split()
+            for pair in zip(symbols, symbols[1:]):
+                counts[pair] += f
+        if not counts:
+            break
+        # .get: the stray replacements create symbols that were never a merge (and have no rank)
+        best = min(counts, key=lambda p: (-counts[p], rank.get(p[0], len(rank)), rank.get(p[1], len(rank))))
+        merges.append(best)
+        rank.setdefault(best[0] + best[1], len(rank))
+        vocab = {w.replace(" ".join(best), "".join(best)): f for w, f in vocab.items()}
+    return merges
+
+
+def bpe_pairs_counted_once_per_word(word_freqs, num_merges):
+    """Counts a pair once per word (a set of pairs), so 'aaab' holds ('a', 'a') once instead of twice."""
+    words = {tuple(w): f for w, f in word_freqs.items()}
+    rank = {c: i for i, c in enumerate(sorted({c for w in word_freqs for c in w}))}
+    merges = []
+    for _ in range(num_merges):
+        counts = Counter()
+        for symbols, f in words.items():
+            for pair in set(zip(symbols, symbols[1:])):
+                counts[pair] += f
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], rank[p[0]], rank[p[1]]))
+        merges.append(best)
+        rank.setdefault(best[0] + best[1], len(rank))
+        words = {_merge_all(w, best): f for w, f in words.items()}
+    return merges
+
+
+def _merge_all(symbols, pair):
+    out, i = [], 0
+    while i < len(symbols):
+        if symbols[i:i + 2] == pair:
+            out.append(pair[0] + pair[1])
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return tuple(out)
+
+
+def bpe_returns_strings(word_freqs, num_merges):
+    return ["".join(p) for p in _learner_bpe(word_freqs, num_merges)]
+
+
+def _bpe_variant(**mistake):
+    return lambda word_freqs, num_merges: _learner_bpe(word_freqs, num_merges, **mistake)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param(_bpe_variant(weighted=False), "ignore how often each word occurs", id="word-frequencies-ignored"),
+    pytest.param(_bpe_variant(every_occurrence=False), "only the first occurrence", id="merges-first-occurrence-only"),
+    pytest.param(_bpe_variant(recount=False), "recount the pairs after every merge", id="counts-not-recomputed"),
+    pytest.param(_bpe_variant(tiebreak="first_seen"), "ties are broken differently", id="tie-most_common-first-seen"),
+    pytest.param(_bpe_variant(tiebreak="alphabetical"), "ties are broken differently",
+                 id="tie-alphabetically-smallest"),
+    pytest.param(_bpe_variant(tiebreak="largest"), "ties are broken differently", id="tie-lexicographically-largest"),
+    pytest.param(bpe_concatenated_corpus, "across word boundaries", id="corpus-concatenated->cross-word-pairs"),
+    pytest.param(bpe_string_replace, "across symbol boundaries", id="str.replace-merge->cross-symbol-match"),
+    pytest.param(bpe_pairs_counted_once_per_word, "merge the most frequent pair", id="pair-counted-once-per-word"),
+    pytest.param(bpe_returns_strings, "a list of merges", id="returns-merged-strings-not-pairs"),
+])
+def test_bpe_mistakes(answer, phrase):
+    _failed_with("0.6", answer, phrase)
+
+
+def test_bpe_learner_style_correct_answer_passes():
+    assert evaluate("0.6", _bpe_variant()).passed
+
+
+# --- 0.7 next-token loss --------------------------------------------------------------------------------
+
+def _ce(logits, labels, **kwargs):
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), **kwargs)
+
+
+def lm_loss_no_shift(logits, labels):
+    return _ce(logits, labels, ignore_index=-100)
+
+
+def lm_loss_shift_wrong_way(logits, labels):
+    return _ce(logits[:, 1:], labels[:, :-1], ignore_index=-100)
+
+
+def lm_loss_padding_counted(logits, labels):
+    logp = logits[:, :-1].log_softmax(dim=-1)
+    target = labels[:, 1:].clamp(min=0)  # clamp so gather does not crash on -100 ... but -100 still counts
+    return -logp.gather(-1, target.unsqueeze(-1)).mean()
+
+
+def lm_loss_sum(logits, labels):
+    return _ce(logits[:, :-1], labels[:, 1:], ignore_index=-100, reduction="sum")
+
+
+def lm_loss_mean_over_all_positions(logits, labels):
+    per_token = _ce(logits[:, :-1], labels[:, 1:], ignore_index=-100, reduction="none")
+    return per_token.mean()  # the ignored positions contribute 0 but are still counted
+
+
+def lm_loss_per_token(logits, labels):
+    return F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none")
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param(lm_loss_no_shift, "no shift", id="no-shift"),
+    pytest.param(lm_loss_shift_wrong_way, "shifted the wrong way", id="shift-wrong-direction"),
+    pytest.param(lm_loss_padding_counted, "padding (-100) is counted", id="padding-not-ignored(clamp+gather)"),
+    pytest.param(lm_loss_sum, "summed", id="sum-not-mean"),
+    pytest.param(lm_loss_mean_over_all_positions, "number of real (non -100) labels", id="mean-over-padded-positions"),
+    pytest.param(lm_loss_per_token, "return one number", id="per-token-losses"),
+])
+def test_lm_loss_mistakes(answer, phrase):
+    _failed_with("0.7", answer, phrase)
+
+
+def lm_loss_transposed_cross_entropy(logits, labels):
+    return F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100)
+
+
+def test_lm_loss_alternative_correct_answer_passes():
+    assert evaluate("0.7", lm_loss_transposed_cross_entropy).passed
+
+
+# --- 0.8 ViT token counts -------------------------------------------------------------------------------
+
+VIT_KEYS = [(224, 16), (336, 14), (64, 8), (32, 4)]
+VIT_RIGHT = {(224, 16): 196, (336, 14): 576, (64, 8): 64, (32, 4): 64}
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param({k: k[0] // k[1] for k in VIT_KEYS}, "along ONE side", id="patches-per-side"),
+    pytest.param({k: n + 1 for k, n in VIT_RIGHT.items()}, "the CLS token is extra", id="plus-one-CLS"),
+    pytest.param({k: k[0] * k[0] // k[1] for k in VIT_KEYS}, "then multiply the two", id="size^2/patch"),
+    pytest.param({**VIT_RIGHT, (336, 14): 500}, "How many 14×14 tiles", id="random-wrong-number"),
+    pytest.param({(224, 16): 196, (336, 14): 576}, "exactly these keys", id="missing-keys"),
+])
+def test_vit_token_mistakes(answer, phrase):
+    _failed_with("0.8", answer, phrase)
+
+
+def test_vit_right_numbers_pass():
+    assert evaluate("0.8", dict(VIT_RIGHT)).passed
+
+
+# --- unsolved, crashes, check() -------------------------------------------------------------------------
+
+def not_implemented(*args, **kwargs):
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize("exercise, answer", [
+    # 0.8 asks for a dict, not a function: its starters are `...` and a dict of `...` (below)
+    *(pytest.param(e, not_implemented, id=f"{e}-raises-NotImplementedError") for e in EXERCISES if e != "0.8"),
+    *(pytest.param(e, ..., id=f"{e}-ellipsis") for e in EXERCISES),
+])
+def test_starter_answers_are_unsolved(exercise, answer):
+    result = evaluate(exercise, answer)
+    assert result.status == "unsolved", result.message
+    assert "not attempted yet" in result.message
+
+
+def test_dict_with_ellipsis_values_is_unsolved():
+    assert evaluate("0.8", {k: ... for k in VIT_KEYS}).status == "unsolved"
+    assert evaluate("0.8", {**VIT_RIGHT, (32, 4): ...}).status == "unsolved"
+
+
+def crashes(*args, **kwargs):
+    raise RuntimeError("shape mismatch in my code")
+
+
+@pytest.mark.parametrize("exercise", [e for e in EXERCISES if e != "0.8"])
+def test_crash_in_learner_code_is_a_failure_naming_the_error(exercise):
+    result = evaluate(exercise, crashes)
+    assert result.status == "failed"
+    assert "RuntimeError" in result.message and "shape mismatch in my code" in result.message
+
+
+def test_check_returns_answer_when_passed(capsys, monkeypatch):
+    monkeypatch.delenv("COURSE_STRICT_CHECKS", raising=False)
+    assert check("0.2", l2_normalize_ok) is l2_normalize_ok
+    assert "✓" in capsys.readouterr().out
+
+
+def l2_normalize_ok(x):
+    return F.normalize(x, dim=-1)
+
+
+@pytest.mark.parametrize("answer", [l2_along_dim0, not_implemented], ids=["failed", "unsolved"])
+def test_check_falls_back_to_reference_with_notice(answer, capsys, monkeypatch):
+    monkeypatch.delenv("COURSE_STRICT_CHECKS", raising=False)
+    assert check("0.2", answer) is reference("0.2")
+    out = capsys.readouterr().out
+    assert "reference answer" in out
+
+
+@pytest.mark.parametrize("answer", [l2_along_dim0, not_implemented], ids=["failed", "unsolved"])
+def test_strict_mode_raises(answer, monkeypatch):
+    monkeypatch.setenv("COURSE_STRICT_CHECKS", "1")
+    with pytest.raises(AssertionError, match="strict mode"):
+        check("0.2", answer)
+
+
+def test_strict_mode_passes_a_right_answer(monkeypatch):
+    monkeypatch.setenv("COURSE_STRICT_CHECKS", "1")
+    assert check("0.2", l2_normalize_ok) is l2_normalize_ok

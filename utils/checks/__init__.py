@@ -1,0 +1,143 @@
+"""Exercise self-checks: ``check("0.3", my_fn)`` prints ✓, or ✗ with a hint that names the mistake.
+
+Introduced in Phase 0. How it works:
+
+* each exercise is registered with a *reference* answer and a *test* that compares an answer with an
+  oracle (a library implementation where one exists) and, when they differ, recognises typical
+  mistakes by reproducing them (e.g. attention without the 1/sqrt(d) scaling) to name the one made;
+* :func:`check` returns what the rest of the notebook should use: the learner's answer when it passes,
+  otherwise the reference, with a visible notice — so a notebook with unsolved exercises still runs;
+* with ``COURSE_STRICT_CHECKS=1`` (set by ``make test`` for the solution notebooks) a failing check
+  raises, so a broken reference solution cannot slip through CI.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+__all__ = ["check", "expect", "evaluate", "CheckFailed", "CheckResult", "Unsolved", "register", "REGISTRY", "reference"]
+
+
+class CheckFailed(AssertionError):
+    """Raised by a test when an answer is wrong; its message is the hint shown to the learner."""
+
+
+class Unsolved(Exception):
+    """Raised by a test when the answer is still the starter (``...`` or ``NotImplementedError``)."""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A registered exercise: id ("0.3"), title, reference answer and the test that judges answers."""
+
+    id: str
+    title: str
+    reference: Any
+    test: Callable[[Any], str]  # returns a success detail, raises CheckFailed / Unsolved
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of one check: ``status`` is "passed", "failed" or "unsolved"; ``message`` is what is shown."""
+
+    exercise: str
+    status: str
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+REGISTRY: dict[str, Exercise] = {}
+# Modules that register the checks of each phase, imported on first use.
+_PHASE_MODULES = {"0": "utils.checks.phase0"}
+
+
+def register(exercise_id: str, title: str, reference: Any) -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
+    """Decorator: register ``test`` as the check of ``exercise_id``."""
+
+    def wrap(test: Callable[[Any], str]) -> Callable[[Any], str]:
+        REGISTRY[exercise_id] = Exercise(exercise_id, title, reference, test)
+        return test
+
+    return wrap
+
+
+def _exercise(exercise_id: str) -> Exercise:
+    phase = exercise_id.split(".", 1)[0]
+    if exercise_id not in REGISTRY and phase in _PHASE_MODULES:
+        importlib.import_module(_PHASE_MODULES[phase])
+    if exercise_id not in REGISTRY:
+        raise KeyError(f"No check is registered for exercise {exercise_id!r}.")
+    return REGISTRY[exercise_id]
+
+
+def reference(exercise_id: str) -> Any:
+    """The reference answer of an exercise (what the notebook falls back to)."""
+    return _exercise(exercise_id).reference
+
+
+def is_placeholder(answer: Any) -> bool:
+    """True for the starter placeholders ``...`` / ``None``, also inside a dict, list or tuple."""
+    if answer is Ellipsis or answer is None:
+        return True
+    if isinstance(answer, dict):
+        return any(is_placeholder(v) for v in answer.values())
+    if isinstance(answer, (list, tuple)):
+        return any(v is Ellipsis for v in answer)
+    return False
+
+
+def evaluate(exercise_id: str, answer: Any) -> CheckResult:
+    """Judge an answer without printing; unit tests use this directly."""
+    ex = _exercise(exercise_id)
+    head = f"Exercise {ex.id} ({ex.title})"
+    try:
+        if is_placeholder(answer):
+            raise Unsolved
+        detail = ex.test(answer)
+        return CheckResult(ex.id, "passed", f"✓ {head}: passed. {detail}".rstrip())
+    except (Unsolved, NotImplementedError):
+        return CheckResult(ex.id, "unsolved", f"… {head}: not attempted yet.")
+    except CheckFailed as exc:
+        return CheckResult(ex.id, "failed", f"✗ {head}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a crash in learner code is feedback, not a course error
+        return CheckResult(ex.id, "failed", f"✗ {head}: your code raised {type(exc).__name__}: {exc}")
+
+
+def check(exercise_id: str, answer: Any) -> Any:
+    """Check an answer, print the verdict, and return what the rest of the notebook should use.
+
+    Returns ``answer`` when it passes, else the reference answer (and says so).
+    """
+    result = evaluate(exercise_id, answer)
+    print(result.message)
+    if result.passed:
+        return answer
+    if os.environ.get("COURSE_STRICT_CHECKS") == "1":
+        raise AssertionError(f"strict mode: {result.message}")
+    print("   → The rest of this notebook uses the course's reference answer until this check passes.")
+    return reference(exercise_id)
+
+
+def expect(name: str, value: float, at_least: float | None = None, at_most: float | None = None) -> float:
+    """Assert a headline result with a margin, e.g. ``expect("test accuracy", acc, at_least=0.9)``.
+
+    Prints ✓/✗ with the measured value. In fast mode (``COURSE_FAST=1``, short smoke runs) a miss is
+    reported but not raised, since the shortened training is not expected to reach full-strength numbers.
+    """
+    from ..env import is_fast
+
+    ok = (at_least is None or value >= at_least) and (at_most is None or value <= at_most)
+    bounds = " and ".join(b for b in (f"≥ {at_least}" if at_least is not None else "",
+                                       f"≤ {at_most}" if at_most is not None else "") if b)
+    print(f"{'✓' if ok else '✗'} {name} = {value:.4g} (expected {bounds})")
+    if not ok:
+        if is_fast():
+            print("   (fast mode: shortened training, so this is not enforced)")
+        else:
+            raise AssertionError(f"{name} = {value:.4g}, expected {bounds}")
+    return value

@@ -1,0 +1,199 @@
+"""Runtime set-up shared by every notebook: seeds, device, fast mode, offline guard, environment check.
+
+Introduced in Phase 0 (the setup cell of each notebook calls :func:`setup`).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import platform
+import random
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Packages every notebook may use: (import name, distribution name).
+REQUIRED_PACKAGES: tuple[tuple[str, str], ...] = (
+    ("torch", "torch"),
+    ("torchvision", "torchvision"),
+    ("torchaudio", "torchaudio"),
+    ("transformers", "transformers"),
+    ("tokenizers", "tokenizers"),
+    ("open_clip", "open_clip_torch"),
+    ("datasets", "datasets"),
+    ("numpy", "numpy"),
+    ("PIL", "pillow"),
+    ("sklearn", "scikit-learn"),
+    ("soundfile", "soundfile"),
+    ("matplotlib", "matplotlib"),
+    ("tqdm", "tqdm"),
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def is_ci() -> bool:
+    """True under continuous integration (the ``CI`` variable that CI services set)."""
+    return _flag("CI")
+
+
+def is_fast() -> bool:
+    """Fast mode: notebooks shrink their training runs (set ``COURSE_FAST=1``; used to smoke-run exercises)."""
+    return _flag("COURSE_FAST")
+
+
+def is_offline() -> bool:
+    """True when the course must not touch the network (``COURSE_OFFLINE=1``, set by ``make test``)."""
+    return _flag("COURSE_OFFLINE") or _flag("HF_HUB_OFFLINE")
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def steps(full: int, fast: int) -> int:
+    """Number of training steps: ``full`` normally, ``fast`` in fast mode (keeps runs step-bounded)."""
+    return fast if is_fast() else full
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) so a notebook gives the same numbers every run."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def get_device(prefer: str | None = None) -> "torch.device":
+    """The device to train on: CUDA or Apple MPS when present, else CPU; always CPU under CI.
+
+    ``prefer`` ("cpu", "cuda", "mps") or the ``COURSE_DEVICE`` variable override the choice.
+    """
+    import torch
+
+    choice = prefer or os.environ.get("COURSE_DEVICE")
+    if choice:
+        return torch.device(choice)
+    if is_ci():
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class NetworkBlockedError(ConnectionError):
+    """Raised when code tries to reach the network while the course runs offline."""
+
+
+_real_connect = socket.socket.connect
+
+
+def _is_local(address: object) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX path
+        return True
+    host = str(address[0]) if isinstance(address, tuple) and address else ""
+    return host in ("localhost", "::1", "0.0.0.0", "") or host.startswith("127.")
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    if not _is_local(address):
+        raise NetworkBlockedError(
+            f"Network access to {address!r} is blocked: the course runs offline here "
+            "(COURSE_OFFLINE=1). Use the local model zoo in data/models/, or unset COURSE_OFFLINE "
+            "on a machine with internet to load hub checkpoints."
+        )
+    _real_connect(self, address)
+
+
+def block_network() -> None:
+    """Make every non-loopback socket connection fail at once with :class:`NetworkBlockedError`.
+
+    Also puts the Hugging Face libraries in offline mode, so they fail fast with their own message
+    instead of retrying. Called by :func:`setup` when ``COURSE_OFFLINE=1`` (``make test`` sets it).
+    """
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ[var] = "1"
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+
+
+def allow_network() -> None:
+    """Undo :func:`block_network` (the offline variables stay as they are)."""
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+
+
+@dataclass
+class PackageStatus:
+    """One line of the environment check."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def package_status(import_name: str, dist_name: str) -> PackageStatus:
+    """Try to import one package; report its version or the error."""
+    try:
+        importlib.import_module(import_name)
+        version = importlib.metadata.version(dist_name)
+        return PackageStatus(dist_name, True, version)
+    except Exception as exc:  # noqa: BLE001 - any import failure is a [FAIL] line
+        return PackageStatus(dist_name, False, f"{type(exc).__name__}: {exc}".splitlines()[0][:160])
+
+
+def check_environment(strict: bool = False, packages=REQUIRED_PACKAGES, verbose: bool = True) -> bool:
+    """Print one ``[OK]``/``[FAIL]`` line per required package, then Python and device.
+
+    On a failure it says how to fix it. ``strict=True`` raises ``RuntimeError`` instead of returning False.
+    """
+    statuses = [package_status(i, d) for i, d in packages]
+    ok = all(s.ok for s in statuses)
+    if verbose:
+        for s in statuses:
+            print(f"[{'OK' if s.ok else 'FAIL'}] {s.name:<16} {s.detail}")
+        print(f"[OK] python           {platform.python_version()}")
+        if any(s.name == "torch" and s.ok for s in statuses):
+            print(f"[OK] device           {get_device()}")
+    if not ok:
+        bad = ", ".join(s.name for s in statuses if not s.ok)
+        fix = (
+            "In Colab: re-run the setup cell. Locally: run `make setup` (or `make lab`) from the course "
+            "folder, then restart the kernel and pick the .venv kernel. With conda: "
+            "`conda env update -f environment.yml`."
+        )
+        message = f"Missing or broken packages: {bad}. {fix}"
+        if strict:
+            raise RuntimeError(message)
+        if verbose:
+            print(message)
+    return ok
+
+
+def setup(seed: int = 0, check: bool = True) -> "torch.device":
+    """What every notebook's setup cell does: offline guard (when asked), seeds, env check, device.
+
+    Returns the device to use.
+    """
+    if is_offline():
+        block_network()
+    seed_everything(seed)
+    if check:
+        check_environment()
+    mode = "fast mode (COURSE_FAST=1)" if is_fast() else "full mode"
+    print(f"seed={seed}, {mode}{', offline' if is_offline() else ''}")
+    return get_device()

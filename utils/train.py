@@ -1,0 +1,89 @@
+"""Readable training helpers: one step, a step-bounded loop, accuracy. Introduced in Phase 0.
+
+``train_step`` is the reference for Exercise 0.1. Loops are bounded by a number of steps, never by time,
+so a notebook gives the same numbers on every machine; progress bars stay silent under CI.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .env import is_ci
+
+
+def train_step(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+               optimizer: torch.optim.Optimizer) -> float:
+    """One step of supervised classification: forward, cross-entropy, backward, update. Returns the loss."""
+    model.train()
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+@dataclass
+class History:
+    """Losses (and optional metrics) recorded during training."""
+
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+
+    def add(self, step: int, loss: float) -> None:
+        self.steps.append(step)
+        self.losses.append(loss)
+
+    def smoothed(self, window: int = 20) -> list[float]:
+        """Running mean of the losses over ``window`` steps (for readable curves)."""
+        out, acc = [], 0.0
+        for i, loss in enumerate(self.losses):
+            acc += loss
+            if i >= window:
+                acc -= self.losses[i - window]
+            out.append(acc / min(i + 1, window))
+        return out
+
+
+def progress(iterable, total: int | None = None, desc: str = "", **kwargs):
+    """tqdm progress bar that is disabled under CI (clean logs) and in non-interactive runs."""
+    return tqdm(iterable, total=total, desc=desc, disable=is_ci() or kwargs.pop("disable", False),
+                leave=False, **kwargs)
+
+
+def infinite_batches(tensors: tuple[torch.Tensor, ...], batch_size: int,
+                     generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Endless shuffled mini-batches from in-memory tensors that share their first dimension."""
+    n = tensors[0].shape[0]
+    while True:
+        perm = torch.randperm(n, generator=generator)
+        for i in range(0, n - batch_size + 1, batch_size):
+            idx = perm[i:i + batch_size]
+            yield tuple(t[idx] for t in tensors)
+
+
+def train(step_fn: Callable[[tuple[torch.Tensor, ...]], float], batches: Iterator[tuple[torch.Tensor, ...]],
+          steps: int, desc: str = "training") -> History:
+    """Run ``step_fn`` on ``steps`` batches; returns the loss history. Step-bounded, never time-bounded."""
+    history = History()
+    bar = progress(range(steps), total=steps, desc=desc)
+    for step in bar:
+        loss = step_fn(next(batches))
+        history.add(step, loss)
+        if step % 25 == 0 and hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{loss:.3f}")
+    return history
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 512) -> float:
+    """Top-1 accuracy of a classifier over in-memory tensors."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(inputs), batch_size):
+        correct += (model(inputs[i:i + batch_size]).argmax(-1) == targets[i:i + batch_size]).sum().item()
+    return correct / len(inputs)
