@@ -10,8 +10,10 @@ STAMP  := $(VENV)/.installed
 PIP_ENV := PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_EXTRA_INDEX_URL= PIP_CONSTRAINT= PIP_NO_INPUT=1
 # Offline and quiet for every test run: hub libraries never reach the network.
 TEST_ENV := COURSE_OFFLINE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-            MPLBACKEND=Agg PYTHONHASHSEED=0 COURSE_STRICT_CHECKS=1
+            PYTHONHASHSEED=0 COURSE_STRICT_CHECKS=1
 LAB_FLAGS ?=
+# Jupyter refuses to run as root (containers, some cloud machines) unless told it may.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
 .PHONY: help setup lab test test-unit test-solutions test-exercises exercises check-exercises clean
@@ -32,7 +34,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 setup: $(STAMP)  ## Create or update the environment (.venv); a no-op when it is current
 
 lab: $(STAMP)  ## Open JupyterLab on the exercise notebooks
-	$(BIN)/jupyter lab notebooks/ $(LAB_FLAGS)
+	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG) $(LAB_FLAGS)
 
 test: $(STAMP)  ## Run every test: unit, drift, solutions (nbval + budgets), unsolved exercises, lab smoke
 	$(TEST_ENV) $(BIN)/python -m pytest tests solutions --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \

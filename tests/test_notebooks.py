@@ -37,7 +37,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_make_lab_serves_jupyterlab():
     port = _free_port()
-    flags = f"--no-browser --ip=127.0.0.1 --port={port} --ServerApp.token=smoke --ServerApp.open_browser=False"
+    flags = f"--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token=smoke"
     proc = subprocess.Popen(["make", "-s", "lab", f"LAB_FLAGS={flags}"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -54,5 +54,7 @@ def test_make_lab_serves_jupyterlab():
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents?token=smoke", timeout=5) as r:
             assert b"00_prerequisites.ipynb" in r.read(), "the lab should open on notebooks/"
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+        log = proc.communicate(timeout=30)[0].decode(errors="replace")
+        print(log[-3000:])
