@@ -16,7 +16,7 @@ LAB_FLAGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab test test-unit test-solutions test-exercises exercises check-exercises clean
+.PHONY: help setup lab test test-unit exercises models clean
 
 help:  ## List the targets
 	@echo "Multimodal Learning, from Beginner to Advanced"
@@ -45,6 +45,9 @@ test-unit: $(STAMP)  ## Only the unit tests (fast)
 
 exercises: $(STAMP)  ## Regenerate notebooks/ from solutions/ (skips notebooks you edited; FORCE=1 overwrites)
 	$(BIN)/python tools/exercises.py $(if $(FORCE),--force,)
+
+models: $(STAMP)  ## Retrain the model zoo in data/models/ (seeded; about a minute on 2 cores)
+	CI=true $(BIN)/python tools/make_models.py
 
 clean:  ## Remove the environment, caches and build outputs (keeps notebooks and data)
 	rm -rf $(VENV) build .pytest_cache *.egg-info

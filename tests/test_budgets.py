@@ -1,0 +1,32 @@
+"""The budget plugin fails a run when a notebook is too slow or too big (shown on a small notebook)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import budgets
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_over_budget_names_the_notebook_and_the_reason():
+    stats = {"/x/01_a.ipynb": {"seconds": 200.0, "peak_rss": 1e9}, "/x/02_b.ipynb": {"seconds": 5.0, "peak_rss": 4e9}}
+    bad = budgets.over_budget(stats)
+    assert any("01_a" in b and "200 s" in b for b in bad) and any("02_b" in b and "GB" in b for b in bad)
+    assert budgets.over_budget({"/x/ok.ipynb": {"seconds": 10.0, "peak_rss": 1e9}}) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env, fails", [({"COURSE_MAX_NOTEBOOK_SECONDS": "1"}, True),
+                                        ({"COURSE_MAX_NOTEBOOK_GB": "0.01"}, True),
+                                        ({}, False)])
+def test_slow_or_big_notebook_fails_the_run(tmp_path, env, fails):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time\nx = bytearray(50_000_000)\ntime.sleep(2)")])
+    nbformat.write(nb, tmp_path / "slow.ipynb")
+    result = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "tests.budgets", "-q",
+                             "-p", "no:cacheprovider", str(tmp_path / "slow.ipynb")],
+                            cwd=ROOT, env={**__import__("os").environ, **env}, capture_output=True, text=True)
+    assert (result.returncode != 0) == fails, result.stdout[-2000:]
+    assert ("OVER BUDGET" in result.stdout) == fails
