@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from utils import attention as A
 from utils.checks import check, evaluate, reference
 
 EXERCISES = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8"]
@@ -95,8 +96,8 @@ def step_nll_on_raw_logits(model, inputs, targets, optimizer):
     pytest.param(step_zero_grad_between_backward_and_step, "between `loss.backward()` and `optimizer.step()`",
                  id="zero_grad-after-backward->wrong-place"),
     pytest.param(step_returning_tensor, "as a Python float", id="returns-tensor->use-.item()"),
-    pytest.param(step_softmax_before_cross_entropy, "no softmax first", id="softmax-before-CE->raw-logits"),
-    pytest.param(step_nll_on_raw_logits, "no softmax first", id="nll-on-logits->use-cross_entropy"),
+    pytest.param(step_softmax_before_cross_entropy, "applies log-softmax itself", id="softmax-before-CE->raw-logits"),
+    pytest.param(step_nll_on_raw_logits, "applies log-softmax itself", id="nll-on-logits->use-cross_entropy"),
 ])
 def test_train_step_mistakes(answer, phrase):
     _failed_with("0.1", answer, phrase)
@@ -622,3 +623,51 @@ def test_strict_mode_raises(answer, monkeypatch):
 def test_strict_mode_passes_a_right_answer(monkeypatch):
     monkeypatch.setenv("COURSE_STRICT_CHECKS", "1")
     assert check("0.2", l2_normalize_ok) is l2_normalize_ok
+
+
+# --- the notebook's own starters read as "not attempted", and the reviewer's mistakes get hints ----------
+
+def _starter_returns_none(x, *args, **kwargs):
+    ...  # what `#> ...  # your code` leaves behind
+
+
+def _starter_attention(q, k, v, mask=None, return_weights=False):
+    scores = ...
+    weights = ...
+    out = weights @ v
+    return (out, weights) if return_weights else out
+
+
+@pytest.mark.parametrize("exercise, answer", [("0.2", _starter_returns_none), ("0.3", _starter_returns_none),
+                                              ("0.7", _starter_returns_none), ("0.4", _starter_attention)],
+                         ids=["0.2-none", "0.3-none", "0.7-none", "0.4-ellipsis"])
+def test_notebook_starters_are_unsolved(exercise, answer):
+    result = evaluate(exercise, answer)
+    assert result.status == "unsolved", result.message
+
+
+def _attention_with_wrong_weights(q, k, v, mask=None, return_weights=False):
+    out = A.scaled_dot_product_attention(q, k, v, mask)
+    return (out, torch.ones(*q.shape[:-1], k.shape[-2])) if return_weights else out
+
+
+def _attention_k_dot_T(q, k, v, mask=None, return_weights=False):
+    w = (q @ k.T / math.sqrt(q.shape[-1])).softmax(-1)
+    return w @ v
+
+
+def _mha_split_with_query_length(x_q, x_kv, w_q, w_k, w_v, w_o, n_heads, mask=None, return_weights=False):
+    B, Tq, D = x_q.shape
+    split = lambda x: x.view(B, Tq, n_heads, D // n_heads).transpose(1, 2)  # noqa: E731 - wrong for x_kv
+    out = A.scaled_dot_product_attention(split(x_q @ w_q.T), split(x_kv @ w_k.T), split(x_kv @ w_v.T), mask)
+    return out.transpose(1, 2).reshape(B, Tq, D) @ w_o.T
+
+
+@pytest.mark.parametrize("exercise, answer, phrase", [
+    ("0.4", _attention_with_wrong_weights, "returned weights are not the softmax weights"),
+    ("0.4", _attention_k_dot_T, "k.transpose(-2, -1)"),
+    ("0.5", _mha_split_with_query_length, "x_q and x_kv have different lengths"),
+    ("0.8", {**VIT_RIGHT, (64, 8): "64"}, "whole number"),
+], ids=["weights-not-softmax", "k.T-on-4d", "split-with-Tq", "string-prediction"])
+def test_reviewer_mistakes_get_specific_hints(exercise, answer, phrase):
+    _failed_with(exercise, answer, phrase)

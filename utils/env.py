@@ -184,6 +184,19 @@ def check_environment(strict: bool = False, packages=REQUIRED_PACKAGES, verbose:
     return ok
 
 
+def quiet_libraries() -> None:
+    """Silence library chatter that teaches nothing (Hugging Face save/load progress bars, advisories)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # transformers is optional for utils itself
+        pass
+
+
 def setup(seed: int = 0, check: bool = True) -> "torch.device":
     """What every notebook's setup cell does: offline guard (when asked), seeds, env check, device.
 
@@ -191,6 +204,7 @@ def setup(seed: int = 0, check: bool = True) -> "torch.device":
     """
     if is_offline():
         block_network()
+    quiet_libraries()
     seed_everything(seed)
     if check:
         check_environment()

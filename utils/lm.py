@@ -41,7 +41,7 @@ def train_caption_lm(model, input_ids: torch.Tensor, labels: torch.Tensor, steps
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
 
     def step(batch: tuple[torch.Tensor, ...]) -> float:
-        ids, lab = batch
+        ids, lab = (t.to(model.device) for t in batch)
         model.train()
         loss = loss_fn(model(input_ids=ids, attention_mask=(lab != -100).long()).logits, lab)
         optimizer.zero_grad()
@@ -57,6 +57,7 @@ def train_caption_lm(model, input_ids: torch.Tensor, labels: torch.Tensor, steps
 def evaluate_lm(model, input_ids: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """Validation loss, perplexity and next-token accuracy (on non-padding targets)."""
     model.eval()
+    input_ids, labels = input_ids.to(model.device), labels.to(model.device)
     logits = model(input_ids=input_ids, attention_mask=(labels != -100).long()).logits
     loss = reference_lm_loss(logits, labels).item()
     target = labels[:, 1:]
@@ -75,7 +76,8 @@ def sample_captions(model, tokenizer, n: int = 5, temperature: float = 0.8, seed
         ids = tokenizer([prompt], return_tensors="pt")["input_ids"][:, :-1]  # drop <eos>
     else:
         ids = torch.tensor([[tokenizer.bos_token_id]])
-    out = model.generate(ids.repeat(n, 1), do_sample=True, temperature=temperature, top_k=0,
+    ids = ids.repeat(n, 1).to(model.device)
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=temperature, top_k=0,
                          max_new_tokens=model.config.n_positions - ids.shape[1],
                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in out]

@@ -18,7 +18,10 @@ from .env import is_ci
 
 def train_step(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
                optimizer: torch.optim.Optimizer) -> float:
-    """One step of supervised classification: forward, cross-entropy, backward, update. Returns the loss."""
+    """One step of supervised classification: forward, cross-entropy, backward, update. Returns the loss.
+
+    ``inputs`` and ``targets`` must already be on the model's device.
+    """
     model.train()
     optimizer.zero_grad()
     loss = F.cross_entropy(model(inputs), targets)
@@ -50,7 +53,7 @@ class History:
 
 
 def progress(iterable, total: int | None = None, desc: str = "", **kwargs):
-    """tqdm progress bar that is disabled under CI (clean logs) and in non-interactive runs."""
+    """tqdm progress bar (a widget in Jupyter), switched off under CI for clean logs."""
     return tqdm(iterable, total=total, desc=desc, disable=is_ci() or kwargs.pop("disable", False),
                 leave=False, **kwargs)
 
@@ -81,9 +84,11 @@ def train(step_fn: Callable[[tuple[torch.Tensor, ...]], float], batches: Iterato
 
 @torch.no_grad()
 def accuracy(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 512) -> float:
-    """Top-1 accuracy of a classifier over in-memory tensors."""
+    """Top-1 accuracy of a classifier over in-memory tensors (moved, batch by batch, to the model's device)."""
     model.eval()
+    device = next(model.parameters()).device
     correct = 0
     for i in range(0, len(inputs), batch_size):
-        correct += (model(inputs[i:i + batch_size]).argmax(-1) == targets[i:i + batch_size]).sum().item()
+        logits = model(inputs[i:i + batch_size].to(device))
+        correct += (logits.argmax(-1).cpu() == targets[i:i + batch_size].cpu()).sum().item()
     return correct / len(inputs)

@@ -101,7 +101,11 @@ def evaluate(exercise_id: str, answer: Any) -> CheckResult:
         detail = ex.test(answer)
         return CheckResult(ex.id, "passed", f"✓ {head}: passed. {detail}".rstrip())
     except (Unsolved, NotImplementedError):
-        return CheckResult(ex.id, "unsolved", f"… {head}: not attempted yet.")
+        return CheckResult(ex.id, "unsolved", f"… {head}: not attempted yet (the starter is still in place).")
+    except TypeError as exc:
+        if "ellipsis" in str(exc):  # the starter's `...` placeholder reached an operation
+            return CheckResult(ex.id, "unsolved", f"… {head}: not attempted yet (a `...` placeholder is left).")
+        return CheckResult(ex.id, "failed", f"✗ {head}: your code raised TypeError: {exc}")
     except CheckFailed as exc:
         return CheckResult(ex.id, "failed", f"✗ {head}: {exc}")
     except Exception as exc:  # noqa: BLE001 - a crash in learner code is feedback, not a course error
@@ -123,13 +127,13 @@ def check(exercise_id: str, answer: Any) -> Any:
     return reference(exercise_id)
 
 
-def expect(name: str, value: float, at_least: float | None = None, at_most: float | None = None) -> float:
+def expect(name: str, value: float, at_least: float | None = None, at_most: float | None = None) -> None:
     """Assert a headline result with a margin, e.g. ``expect("test accuracy", acc, at_least=0.9)``.
 
     Prints ✓/✗ with the measured value. In fast mode (``COURSE_FAST=1``, short smoke runs) a miss is
     reported but not raised, since the shortened training is not expected to reach full-strength numbers.
     """
-    from ..env import is_fast
+    from ..env import is_fast  # noqa: PLC0415 - avoids an import cycle at package import
 
     ok = (at_least is None or value >= at_least) and (at_most is None or value <= at_most)
     bounds = " and ".join(b for b in (f"≥ {at_least}" if at_least is not None else "",
@@ -140,4 +144,3 @@ def expect(name: str, value: float, at_least: float | None = None, at_most: floa
             print("   (fast mode: shortened training, so this is not enforced)")
         else:
             raise AssertionError(f"{name} = {value:.4g}, expected {bounds}")
-    return value

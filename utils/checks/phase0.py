@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import random
 
@@ -14,7 +15,7 @@ from .. import embeddings as E
 from .. import text as T
 from .. import train as TR
 from .. import vision as V
-from . import CheckFailed, register
+from . import CheckFailed, Unsolved, register
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
@@ -22,6 +23,8 @@ def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
 
 
 def _tensor(out: object, what: str) -> torch.Tensor:
+    if out is None:  # the starter (`...`) returns None
+        raise Unsolved
     if not isinstance(out, torch.Tensor):
         raise CheckFailed(f"{what} should return a torch.Tensor, got {type(out).__name__}.")
     return out
@@ -71,7 +74,8 @@ def _check_train_step(fn) -> str:
                               "not between `loss.backward()` and `optimizer.step()`.")
         if not math.isclose(losses[-1], expected, rel_tol=1e-4, abs_tol=1e-6):
             raise CheckFailed(f"the loss differs from cross-entropy ({losses[-1]:.4f} vs {expected:.4f}): use "
-                              "`F.cross_entropy(model(inputs), targets)` on the raw logits (no softmax first).")
+                              "`F.cross_entropy(model(inputs), targets)` on the raw logits: it applies log-softmax "
+                              "itself, so no softmax (and no nll_loss) of your own.")
         if not all(torch.allclose(p, q, atol=1e-5) for p, q in zip(ref.parameters(), mine.parameters())):
             raise CheckFailed("the first step is right but later ones drift: gradients accumulate unless you "
                               "call `optimizer.zero_grad()` every step.")
@@ -142,7 +146,13 @@ def _check_sdpa(fn) -> str:
     q, k, v, mask = _attn_inputs()
     d = q.shape[-1]
     expected = F.scaled_dot_product_attention(q, k, v)
-    got = _tensor(fn(q, k, v), "attention")
+    try:
+        got = _tensor(fn(q, k, v), "attention")
+    except RuntimeError as exc:
+        if "must match the size" not in str(exc):
+            raise
+        raise CheckFailed(f"shapes do not line up ({exc}). Inputs are batched (…, T, d): transpose only the "
+                          "last two dimensions of k, with k.transpose(-2, -1) (k.T reverses all of them).") from None
     s = q @ k.transpose(-2, -1)
     _diagnose(got, expected, {
         "the scores are not scaled: divide q·kᵀ by sqrt(d) (d = size of the last dimension).": s.softmax(-1) @ v,
@@ -171,7 +181,24 @@ def _check_sdpa(fn) -> str:
     if not _close(_tensor(fn(k, k, v, causal), "causal attention"),
                   F.scaled_dot_product_attention(k, k, v, is_causal=True)):
         raise CheckFailed("a causal mask gives a different result from is_causal=True: check the mask handling.")
+    _check_weights(fn, (q, k, v, mask), A.scaled_dot_product_attention(q, k, v, mask, return_weights=True)[1])
     return "Matches torch's scaled_dot_product_attention with and without masks (causal included)."
+
+
+def _check_weights(fn, args: tuple, expected: torch.Tensor) -> None:
+    """If ``fn`` can return its attention weights, they must be the softmax weights (rows summing to 1)."""
+    if "return_weights" not in inspect.signature(fn).parameters:
+        return
+    out = fn(*args, return_weights=True)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise CheckFailed("with return_weights=True, return a pair (output, weights).")
+    weights = _tensor(out[1], "the attention weights")
+    if weights.shape != expected.shape:
+        raise CheckFailed(f"the weights should have shape {tuple(expected.shape)} (…, queries, keys), "
+                          f"got {tuple(weights.shape)}.")
+    if not _close(weights, expected):
+        raise CheckFailed("the output is right but the returned weights are not the softmax weights "
+                          "(after masking): return those.")
 
 
 def _mha_oracle(x_q, x_kv, w_q, w_k, w_v, w_o, n_heads, mask=None) -> torch.Tensor:
@@ -191,7 +218,13 @@ def _check_mha(fn) -> str:
     x_q, x_kv = torch.randn(2, 3, d, generator=g), torch.randn(2, 5, d, generator=g)
     w_q, w_k, w_v, w_o = (torch.randn(d, d, generator=g) / math.sqrt(d) for _ in range(4))
     expected = _mha_oracle(x_q, x_kv, w_q, w_k, w_v, w_o, h)
-    got = _tensor(fn(x_q, x_kv, w_q, w_k, w_v, w_o, h), "multi_head_attention")
+    try:
+        got = _tensor(fn(x_q, x_kv, w_q, w_k, w_v, w_o, h), "multi_head_attention")
+    except RuntimeError as exc:
+        if "is invalid for input of size" not in str(exc):
+            raise
+        raise CheckFailed(f"a reshape failed ({exc}). In cross-attention x_q and x_kv have different lengths: "
+                          "take the length from the tensor you split (x.shape[1], or -1), not from x_q.") from None
 
     def variant(split, scale_dim, out_proj=True, bare_merge=False, lin=lambda x, w: x @ w.T):
         q, k, v = (split(t) for t in (lin(x_q, w_q), lin(x_kv, w_k), lin(x_kv, w_v)))
@@ -224,6 +257,8 @@ def _check_mha(fn) -> str:
     if not _close(_tensor(fn(x_q, x_kv, w_q, w_k, w_v, w_o, h, mask), "masked attention"),
                   _mha_oracle(x_q, x_kv, w_q, w_k, w_v, w_o, h, mask)):
         raise CheckFailed("without a mask it is right, with one it is not: pass `mask` on to your attention.")
+    _check_weights(fn, (x_q, x_kv, w_q, w_k, w_v, w_o, h, mask),
+                   A.multi_head_attention(x_q, x_kv, w_q, w_k, w_v, w_o, h, mask, return_weights=True)[1])
     return "Matches torch.nn.MultiheadAttention (cross-attention, with and without a mask)."
 
 
@@ -376,6 +411,8 @@ def _check_vit_tokens(predictions) -> str:
     if not isinstance(predictions, dict) or set(predictions) != set(VIT_CASES):
         raise CheckFailed(f"give a dict with exactly these keys (image size, patch size): {list(VIT_CASES)}.")
     for (size, patch), guess in predictions.items():
+        if not isinstance(guess, int) or isinstance(guess, bool):
+            raise CheckFailed(f"{size}/{patch}: write each prediction as a whole number (an int), got {guess!r}.")
         actual = V.patch_embed_tokens(size, patch)  # measured with a real strided-conv patch embedding
         if guess == actual:
             continue
