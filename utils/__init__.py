@@ -11,6 +11,7 @@ Small modules by topic; each says which phase introduces it:
 * ``attention``  scaled dot-product, multi-head and cross-attention (Phase 0)
 * ``text``       BPE, a caption tokenizer, the next-token loss (Phase 0)
 * ``lm``         a tiny GPT-2 caption model (Phase 0)
+* ``clip``       a tiny open_clip CLIP on the shapes world: training, retrieval, zero-shot (model zoo)
 * ``vision``     images as token sequences (Phase 0)
 * ``colab``      installs what Colab lacks (Phase 0)
 """

@@ -1,0 +1,164 @@
+"""CLIP on the shapes world with open_clip: config, data, training, retrieval and zero-shot metrics.
+
+Introduced for the model zoo (``data/models/tiny-clip-shapes``, trained by ``make models``); Phases 1, 3,
+4, 5, 8, 9 and 10 use it. The checkpoint loads with open_clip's own call, exactly like a hub model:
+
+    model, _, preprocess = open_clip.create_model_and_transforms("local-dir:data/models/tiny-clip-shapes")
+    tokenizer = open_clip.get_tokenizer("local-dir:data/models/tiny-clip-shapes")
+
+and ``open_clip.create_model_and_transforms("ViT-B-32", pretrained="openai")`` when online.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .train import History, train
+from .world import World, caption, class_names
+
+# CLIP's own image normalisation (open_clip.OPENAI_DATASET_MEAN / _STD), so the zoo model takes the same
+# preprocessing as a real CLIP.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# Prompt templates for zero-shot classification: the world's own caption styles (prompt ensembling).
+ZERO_SHOT_TEMPLATES = ("a {size} {name}.", "there is a {size} {name}.", "one object: a {size} {name}.",
+                       "an image showing a {size} {name}.")
+
+
+def tiny_clip_config(vocab_size: int, pad_id: int, eos_id: int, image_size: int = 32, context_length: int = 24,
+                     width: int = 64, layers: int = 2, resnet_width: int = 16, embed_dim: int = 64) -> dict:
+    """An open_clip model config for a tiny CLIP.
+
+    Image tower: open_clip's ModifiedResNet — the design of CLIP's RN50 (three-conv stem, bottleneck blocks,
+    attention pooling) with one block per stage and a quarter of its width. A ViT of the same compute,
+    trained from scratch on 32-px images, learned colours but not shapes (shape accuracy at chance), which
+    is why the zoo model uses the convolutional tower. Text tower: a causal transformer pooled at <eos>,
+    reading the course's word-level tokenizer (``hf_tokenizer_name``), which open_clip loads from the
+    checkpoint folder itself when the model is opened with ``local-dir:``.
+    """
+    return {
+        "embed_dim": embed_dim,
+        "vision_cfg": {"image_size": image_size, "layers": [1, 1, 1, 1], "width": resnet_width},
+        "text_cfg": {"context_length": context_length, "vocab_size": vocab_size, "width": width,
+                     "heads": width // 32, "layers": layers, "mlp_ratio": 2.0,
+                     "hf_tokenizer_name": "shapes-world-words", "pool_type": "eos", "eos_id": eos_id,
+                     "pad_id": pad_id},
+    }
+
+
+def create_tiny_clip(config: dict):
+    """A freshly initialised open_clip CLIP from ``config``, carrying CLIP's preprocessing constants
+    (what ``open_clip.create_model`` attaches, and what ``save_for_hf`` writes to the checkpoint's config)."""
+    import open_clip
+
+    model = open_clip.CLIP(**config)
+    model.visual.image_mean, model.visual.image_std = CLIP_MEAN, CLIP_STD
+    return model
+
+
+def normalize_images(images_uint8: np.ndarray) -> torch.Tensor:
+    """uint8 images (N, H, W, 3) → float tensor (N, 3, H, W) normalised with CLIP's mean and std."""
+    x = torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float() / 255.0
+    return (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+
+
+def training_pairs(world: World, n_multi: int, n_single: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Images and captions to train a CLIP on: ``n_multi`` train scenes (1-4 objects) plus ``n_single``
+    single-object train scenes (which teach colour-shape binding). Captions use every template."""
+    rng = np.random.default_rng([seed, 7])
+    multi, scenes = world.arrays("train", n_multi)
+    single, _, single_scenes = world.single_object_split("train", n_single)
+    captions = [caption(s, rng) for s in list(scenes) + list(single_scenes)]
+    return np.concatenate([multi, single]), captions
+
+
+@torch.no_grad()
+def encode_images(model, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """L2-normalised image embeddings of normalised image tensors."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([F.normalize(model.encode_image(images[i:i + batch_size].to(device)), dim=-1).cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
+@torch.no_grad()
+def encode_texts(model, tokenizer: Callable, texts: Sequence[str], batch_size: int = 512) -> torch.Tensor:
+    """L2-normalised text embeddings (``tokenizer`` is open_clip's: texts → token-id tensor)."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([F.normalize(model.encode_text(tokenizer(list(texts[i:i + batch_size])).to(device)), dim=-1).cpu()
+                      for i in range(0, len(texts), batch_size)])
+
+
+def recall_at_k(query: torch.Tensor, keys: torch.Tensor, k: int = 1) -> float:
+    """Share of queries whose matching key (same index) is among their ``k`` most similar keys."""
+    top = (query @ keys.T).topk(k, dim=-1).indices
+    return (top == torch.arange(len(query))[:, None]).any(-1).float().mean().item()
+
+
+def zero_shot_weights(model, tokenizer: Callable, names: Sequence[str],
+                      templates: Sequence[str] = ZERO_SHOT_TEMPLATES) -> torch.Tensor:
+    """One L2-normalised text embedding per class: the mean over prompt templates (prompt ensembling)."""
+    weights = []
+    for name in names:
+        prompts = [t.format(name=name, size=size) for t in templates for size in ("small", "large")]
+        weights.append(F.normalize(encode_texts(model, tokenizer, prompts).mean(0), dim=-1))
+    return torch.stack(weights)
+
+
+def train_clip(model, images: torch.Tensor, tokens: torch.Tensor, steps: int, batch_size: int = 256,
+               lr: float = 2e-3, loss_fn: Callable | None = None, seed: int = 0) -> History:
+    """Contrastive training on (image, caption-token) pairs with open_clip's ClipLoss (or ``loss_fn``)."""
+    from open_clip.loss import ClipLoss
+
+    loss_fn = loss_fn or ClipLoss()
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+
+    def batches():
+        while True:
+            idx = torch.randint(0, len(images), (batch_size,), generator=generator)
+            yield images[idx].to(device), tokens[idx].to(device)
+
+    def step(batch) -> float:
+        model.train()
+        image_features, text_features, logit_scale = model(*batch)[:3]
+        loss = loss_fn(image_features, text_features, logit_scale)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        return loss.item()
+
+    return train(step, batches(), steps, desc="tiny CLIP")
+
+
+def evaluate_clip(model, tokenizer: Callable, world: World, n_blocks: int = 10, n_single: int = 2000) -> dict[str, float]:
+    """The zoo CLIP's card metrics on held-out (test-split) scenes.
+
+    * ``image_to_text_r1`` / ``text_to_image_r1``: Recall@1 among 100 test scenes and their captions,
+      averaged over ``n_blocks`` disjoint blocks of 100;
+    * ``zero_shot_seen`` / ``zero_shot_heldout``: colour×shape classification of single-object test scenes
+      among all 24 classes with ensembled prompts, for compositions seen in training and for the
+      compositions held out of it.
+    """
+    rng = np.random.default_rng([world.seed, 99])
+    images, scenes = world.arrays("test", 100 * n_blocks)
+    img = encode_images(model, normalize_images(images))
+    txt = encode_texts(model, tokenizer, [caption(s, rng) for s in scenes])
+    i2t = [recall_at_k(img[b:b + 100], txt[b:b + 100]) for b in range(0, len(img), 100)]
+    t2i = [recall_at_k(txt[b:b + 100], img[b:b + 100]) for b in range(0, len(img), 100)]
+    single, labels, _ = world.single_object_split("test", n_single)
+    names = class_names()
+    pred = (encode_images(model, normalize_images(single)) @ zero_shot_weights(model, tokenizer, names).T).argmax(-1)
+    held = torch.tensor([tuple(names[i].split()) in world.holdout for i in labels])
+    correct = pred == torch.from_numpy(labels)
+    return {"image_to_text_r1": float(np.mean(i2t)), "text_to_image_r1": float(np.mean(t2i)),
+            "zero_shot_seen": correct[~held].float().mean().item(),
+            "zero_shot_heldout": correct[held].float().mean().item(), "heldout_test_images": int(held.sum())}
