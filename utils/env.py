@@ -129,6 +129,9 @@ def block_network() -> None:
     """
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ[var] = "1"
+    hub_constants = sys.modules.get("huggingface_hub.constants")
+    if hub_constants is not None:  # already imported: it read the variable at import time
+        hub_constants.HF_HUB_OFFLINE = True
     socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
 
 
