@@ -24,7 +24,7 @@ help:  ## List the targets
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP_ENV) $(BIN)/python -m pip install --quiet --upgrade pip
+	$(PIP_ENV) $(BIN)/python -m pip install --quiet pip==26.3
 	$(PIP_ENV) $(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(PIP_ENV) $(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null

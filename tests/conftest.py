@@ -6,7 +6,6 @@ import matplotlib
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def pytest_configure(config):
@@ -24,3 +23,4 @@ def _offline_guard():
     if env.is_offline():
         env.block_network()
     yield
+    env.allow_network()

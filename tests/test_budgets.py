@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import budgets
+from tests import budgets
 
 ROOT = Path(__file__).resolve().parent.parent
 

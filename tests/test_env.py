@@ -68,3 +68,9 @@ def test_loopback_stays_allowed():
         server.close()
     finally:
         env.allow_network()
+
+
+@pytest.mark.parametrize("value, strict", [("1", True), ("true", True), ("0", False), ("", False)])
+def test_strict_flag_reads_like_the_other_flags(monkeypatch, value, strict):
+    monkeypatch.setenv("COURSE_STRICT_CHECKS", value)
+    assert env.is_strict() is strict

@@ -89,3 +89,15 @@ def test_plots_return_axes():
     assert plots.plot_loss({"a": [3, 2, 1], "b": [2, 1, 0.5]}, smooth=2) is not None
     assert plots.scatter_embeddings(torch.randn(20, 5), ["x"] * 10 + ["y"] * 10) is not None
     assert plots.plot_attention(torch.rand(3, 4), list("abcd"), list("xyz")) is not None
+
+
+def test_progress_accepts_disable_under_ci(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    assert list(train.progress(range(3), disable=True)) == [0, 1, 2]
+
+
+def test_infinite_batches_refuses_a_batch_larger_than_the_data():
+    import pytest
+
+    with pytest.raises(ValueError, match="larger than"):
+        next(train.infinite_batches((torch.zeros(5, 2),), batch_size=8))

@@ -1,7 +1,11 @@
 """Train the course's model zoo (data/models/): `make models`. Seeded and step-bounded.
 
-Phase 0 adds tiny-gpt-shapes: a 2-layer GPT-2 caption model, saved with save_pretrained so every later
-phase loads it with AutoModelForCausalLM.from_pretrained / AutoTokenizer.from_pretrained.
+    python tools/make_models.py [gpt] [clip]    # default: both
+
+tiny-gpt-shapes: a 2-layer GPT-2 caption model, saved with save_pretrained, loaded with
+AutoModelForCausalLM.from_pretrained / AutoTokenizer.from_pretrained (Phase 0 on).
+tiny-clip-shapes: a CLIP in open_clip format, loaded with
+open_clip.create_model_and_transforms("local-dir:...") (Phases 1, 3 on).
 """
 from __future__ import annotations
 
@@ -76,7 +80,7 @@ def make_tiny_gpt(out: Path = ZOO / "tiny-gpt-shapes") -> dict[str, float]:
     (out / "README.md").write_text(CARD.format(
         n_layer=c.n_layer, n_embd=c.n_embd, n_head=c.n_head, params=sum(p.numel() for p in model.parameters()),
         vocab=tokenizer.vocab_size, last=r["train_captions"] - 1, val_last=r["val_captions"] - 1,
-        seconds=seconds, **{k: v for k, v in r.items() if k != "image_size"}, **metrics))
+        seconds=seconds, **r, **metrics))
     return metrics
 
 
@@ -103,7 +107,7 @@ tokenizer = open_clip.get_tokenizer("local-dir:data/models/tiny-clip-shapes")
 ## Training
 - Data: `World(seed={world_seed}, image_size={image_size})` train split with the compositional hold-out
   {holdout_text} (never seen in training): {n_multi} scenes of 1-4 objects + {n_single} single-object scenes,
-  one caption each (all five templates) — `utils.clip.training_pairs`.
+  one caption each, its template drawn from the world's five — `utils.clip.training_pairs`.
 - Objective: symmetric InfoNCE (`open_clip.loss.ClipLoss`), learnable temperature, AdamW, one-cycle LR {lr},
   batch {batch_size}, {steps} steps, seed {seed} — `utils.clip.train_clip`.
 - Command: `make models` (tools/make_models.py); {seconds:.0f} s on a 2-core CPU.

@@ -68,7 +68,8 @@ def normalize_images(images_uint8: np.ndarray) -> torch.Tensor:
 
 def training_pairs(world: World, n_multi: int, n_single: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     """Images and captions to train a CLIP on: ``n_multi`` train scenes (1-4 objects) plus ``n_single``
-    single-object train scenes (which teach colour-shape binding). Captions use every template."""
+    single-object train scenes (which teach colour-shape binding). Each scene gets one caption, its
+    template drawn at random from the world's five."""
     rng = np.random.default_rng([seed, 7])
     multi, scenes = world.arrays("train", n_multi)
     single, _, single_scenes = world.single_object_split("train", n_single)
@@ -158,6 +159,7 @@ def evaluate_clip(model, tokenizer: Callable, world: World, n_blocks: int = 10, 
     names = class_names()
     pred = (encode_images(model, normalize_images(single)) @ zero_shot_weights(model, tokenizer, names).T).argmax(-1)
     held = torch.tensor([tuple(names[i].split()) in world.holdout for i in labels])
+    assert held.any() and not held.all(), "n_single too small: need seen and held-out test images"
     correct = pred == torch.from_numpy(labels)
     return {"image_to_text_r1": float(np.mean(i2t)), "text_to_image_r1": float(np.mean(t2i)),
             "zero_shot_seen": correct[~held].float().mean().item(),

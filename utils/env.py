@@ -53,8 +53,15 @@ def is_fast() -> bool:
 
 
 def is_offline() -> bool:
-    """True when the course must not touch the network (``COURSE_OFFLINE=1``, set by ``make test``)."""
+    """True when the course must not touch the network: ``COURSE_OFFLINE=1`` (set by ``make test``) or
+    ``HF_HUB_OFFLINE=1``. :func:`setup` then blocks every non-loopback connection."""
     return _flag("COURSE_OFFLINE") or _flag("HF_HUB_OFFLINE")
+
+
+def is_strict() -> bool:
+    """Strict checks (``COURSE_STRICT_CHECKS=1``, set by ``make test`` for the solution notebooks): a check
+    that does not pass raises instead of falling back to the reference."""
+    return _flag("COURSE_STRICT_CHECKS")
 
 
 def in_colab() -> bool:

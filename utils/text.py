@@ -18,9 +18,12 @@ Pair = tuple[str, str]
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
 
 
+NOT_A_WORD = r"[^a-z0-9 ]+"  # after lower-casing, anything but letters, digits and spaces separates words
+
+
 def normalize_caption(text: str) -> str:
     """Lower-case and keep letters, digits and spaces (drops punctuation)."""
-    return re.sub(r"[^a-z0-9 ]+", " ", text.lower()).strip()
+    return re.sub(NOT_A_WORD, " ", text.lower()).strip()
 
 
 def word_frequencies(texts: Iterable[str]) -> dict[str, int]:
@@ -108,7 +111,7 @@ def build_word_tokenizer(texts: Iterable[str]):
     words = sorted(word_frequencies(texts))
     vocab = {tok: i for i, tok in enumerate(list(SPECIAL_TOKENS) + words)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace(Regex(r"[^a-z0-9 ]+"), " ")])
+    tok.normalizer = normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace(Regex(NOT_A_WORD), " ")])
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.post_processor = processors.TemplateProcessing(
         single="<bos> $A <eos>", special_tokens=[("<bos>", vocab["<bos>"]), ("<eos>", vocab["<eos>"])])

@@ -32,7 +32,7 @@ def train_step(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
 
 @dataclass
 class History:
-    """Losses (and optional metrics) recorded during training."""
+    """Losses recorded during training, with the step of each."""
 
     steps: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
@@ -54,14 +54,16 @@ class History:
 
 def progress(iterable, total: int | None = None, desc: str = "", **kwargs):
     """tqdm progress bar (a widget in Jupyter), switched off under CI for clean logs."""
-    return tqdm(iterable, total=total, desc=desc, disable=is_ci() or kwargs.pop("disable", False),
-                leave=False, **kwargs)
+    disable = kwargs.pop("disable", False)
+    return tqdm(iterable, total=total, desc=desc, disable=is_ci() or disable, leave=False, **kwargs)
 
 
 def infinite_batches(tensors: tuple[torch.Tensor, ...], batch_size: int,
                      generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
     """Endless shuffled mini-batches from in-memory tensors that share their first dimension."""
     n = tensors[0].shape[0]
+    if n < batch_size:
+        raise ValueError(f"batch_size={batch_size} is larger than the {n} examples available")
     while True:
         perm = torch.randperm(n, generator=generator)
         for i in range(0, n - batch_size + 1, batch_size):
@@ -77,7 +79,7 @@ def train(step_fn: Callable[[tuple[torch.Tensor, ...]], float], batches: Iterato
     for step in bar:
         loss = step_fn(next(batches))
         history.add(step, loss)
-        if step % 25 == 0 and hasattr(bar, "set_postfix"):
+        if step % 25 == 0:
             bar.set_postfix(loss=f"{loss:.3f}")
     return history
 

@@ -13,7 +13,6 @@ Introduced in Phase 0. How it works:
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -121,7 +120,9 @@ def check(exercise_id: str, answer: Any) -> Any:
     print(result.message)
     if result.passed:
         return answer
-    if os.environ.get("COURSE_STRICT_CHECKS") == "1":
+    from ..env import is_strict  # noqa: PLC0415 - avoids an import cycle at package import
+
+    if is_strict():
         raise AssertionError(f"strict mode: {result.message}")
     print("   → The rest of this notebook uses the course's reference answer until this check passes.")
     return reference(exercise_id)
