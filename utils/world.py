@@ -462,13 +462,17 @@ class World:
         """Render a scene at this world's image size."""
         return render(scene, self.image_size)
 
+    def render_all(self, scenes: Sequence[Scene]) -> np.ndarray:
+        """Render scenes into one uint8 array (n, H, W, 3)."""
+        images = np.empty((len(scenes), self.image_size, self.image_size, 3), dtype=np.uint8)
+        for i, s in enumerate(scenes):
+            images[i] = self.render(s)
+        return images
+
     def arrays(self, split: str, n: int) -> tuple[np.ndarray, list[Scene]]:
         """Images of scenes 0..n-1 as one uint8 array (n, H, W, 3), and the scenes."""
         scenes = self.scenes(split, n)
-        images = np.empty((n, self.image_size, self.image_size, 3), dtype=np.uint8)
-        for i, s in enumerate(scenes):
-            images[i] = render(s, self.image_size)
-        return images, scenes
+        return self.render_all(scenes), scenes
 
     def item(self, split: str, index: int) -> dict[str, Any]:
         """One example with every annotation.
@@ -487,7 +491,7 @@ class World:
                 described = other
                 break
         return {
-            "image": render(scene, self.image_size),
+            "image": self.render(scene),
             "caption": caption(described, rng),
             "caption_matches": matches,
             "qa": questions(scene, rng, self.questions_per_item, self._holdout(split)),
@@ -508,9 +512,7 @@ class World:
         Train never shows a holdout pair (so those classes can be tested zero-shot); val/test show all 24.
         """
         scenes = [sample_scene(self._rng(split, i, stream=2), 1, self._holdout(split)) for i in range(n)]
-        images = np.empty((n, self.image_size, self.image_size, 3), dtype=np.uint8)
-        for i, s in enumerate(scenes):
-            images[i] = render(s, self.image_size)
+        images = self.render_all(scenes)
         labels = np.array([class_id(s.objects[0].color, s.objects[0].shape) for s in scenes], dtype=np.int64)
         return images, labels, scenes
 
