@@ -101,3 +101,19 @@ def test_infinite_batches_refuses_a_batch_larger_than_the_data():
 
     with pytest.raises(ValueError, match="larger than"):
         next(train.infinite_batches((torch.zeros(5, 2),), batch_size=8))
+
+
+def test_diagram_and_retrieval_grid_draw():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from utils.plots import draw_diagram, plot_retrieval
+    _, ax = plt.subplots()
+    draw_diagram(ax, {"a": (0.2, 0.5, "image", "w"), "b": (0.8, 0.5, "text", "w")}, [("a", "b")], title="t")
+    assert len(ax.patches) == 3 and [t.get_text() for t in ax.texts] == ["image", "text"]
+    fig = plot_retrieval(["q1", "q2"], np.zeros((6, 8, 8, 3), np.uint8), np.array([[0, 1, 2], [3, 4, 5]]),
+                         np.array([[1, 0, 0], [0, 0, 1]]))
+    axes = fig.axes
+    assert len(axes) == 6
+    assert axes[0].spines["left"].get_edgecolor()[:3] != axes[1].spines["left"].get_edgecolor()[:3]
+    plt.close("all")

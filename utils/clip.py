@@ -16,8 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .env import REPO_ROOT
 from .train import History, train
 from .world import World, caption, class_names
+
+ZOO_CLIP = REPO_ROOT / "data" / "models" / "tiny-clip-shapes"
 
 # CLIP's own image normalisation (open_clip.OPENAI_DATASET_MEAN / _STD), so the zoo model takes the same
 # preprocessing as a real CLIP.
@@ -58,6 +61,32 @@ def create_tiny_clip(config: dict):
     model = open_clip.CLIP(**config)
     model.visual.image_mean, model.visual.image_std = CLIP_MEAN, CLIP_STD
     return model
+
+
+def load_clip(name: str | None = None, pretrained: str | None = None, device: str | torch.device = "cpu"):
+    """(model, preprocess, tokenizer) through open_clip's own loading calls, in eval mode.
+
+    ``name=None`` opens the course's zoo CLIP (``local-dir:data/models/tiny-clip-shapes``, offline); with
+    internet, ``load_clip("ViT-B-32", "openai")`` opens OpenAI's CLIP the same way. ``preprocess`` maps a
+    PIL image to a normalised tensor at the model's resolution (see :func:`preprocess_images`).
+    Introduced in Phase 1.
+    """
+    import open_clip
+
+    name = name or f"local-dir:{ZOO_CLIP}"
+    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+    return model.eval(), preprocess, open_clip.get_tokenizer(name)
+
+
+def preprocess_images(preprocess: Callable, images_uint8: np.ndarray) -> torch.Tensor:
+    """Apply an open_clip ``preprocess`` transform to uint8 images (N, H, W, 3): a batch tensor (N, 3, S, S).
+
+    For the zoo CLIP at the world's 32 px this equals :func:`normalize_images`; for a real CLIP it resizes
+    to 224 px. Introduced in Phase 1.
+    """
+    from PIL import Image
+
+    return torch.stack([preprocess(Image.fromarray(np.ascontiguousarray(im))) for im in images_uint8])
 
 
 def normalize_images(images_uint8: np.ndarray) -> torch.Tensor:

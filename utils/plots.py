@@ -64,3 +64,51 @@ def plot_attention(weights: np.ndarray | torch.Tensor, x_labels: Sequence[str] |
     ax.set(title=title, xlabel="key", ylabel="query")
     plt.colorbar(im, ax=ax, fraction=0.046)
     return ax
+
+
+def draw_diagram(ax, boxes: dict[str, tuple[float, float, str, str]], arrows: Sequence[tuple[str, str]] = (),
+                 title: str = "", box_size: tuple[float, float] = (0.26, 0.11)):
+    """Draw a block diagram on ``ax`` in unit coordinates: ``boxes`` maps a name to (x, y, label, colour)
+    (the box's centre), ``arrows`` joins boxes by name. Used for architecture figures (Phase 1 on).
+    Returns the Axes."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    w, h = box_size
+    patches = {}
+    for name, (x, y, label, color) in boxes.items():
+        patches[name] = ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.01",
+                                                    facecolor=color, edgecolor="0.25", linewidth=1))
+        ax.text(x, y, label, ha="center", va="center", fontsize=8)
+    for a, b in arrows:  # centre to centre, clipped at the two boxes' edges
+        ax.add_patch(FancyArrowPatch(boxes[a][:2], boxes[b][:2], patchA=patches[a], patchB=patches[b],
+                                     arrowstyle="-|>", mutation_scale=10, color="0.3", shrinkA=1, shrinkB=1,
+                                     linewidth=1))
+    ax.set(xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.axis("off")
+    return ax
+
+
+def plot_retrieval(queries: Sequence[str], images: np.ndarray, top_indices: np.ndarray | torch.Tensor,
+                   is_match: np.ndarray | torch.Tensor, scores: np.ndarray | torch.Tensor | None = None,
+                   title: str = "Text → image retrieval"):
+    """A retrieval grid: one row per text query, its top-k images left to right (best first); a green frame
+    marks a correct image, a red one a wrong one. ``images`` is (N, H, W, 3) uint8, ``top_indices`` and
+    ``is_match`` are (Q, k). Introduced in Phase 1. Returns the Figure."""
+    top = np.asarray(top_indices)
+    match = np.asarray(is_match, dtype=bool)
+    q, k = top.shape
+    fig, axes = plt.subplots(q, k, figsize=(1.3 * k + 2.6, 1.35 * q), squeeze=False)
+    for r in range(q):
+        for c in range(k):
+            ax = axes[r, c]
+            ax.imshow(images[top[r, c]])
+            ax.set_xticks([]), ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_edgecolor("tab:green" if match[r, c] else "tab:red")
+                spine.set_linewidth(3)
+            if scores is not None:
+                ax.set_title(f"{float(np.asarray(scores)[r, c]):.2f}", fontsize=7)
+        axes[r, 0].set_ylabel(queries[r], rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
