@@ -16,7 +16,7 @@ LAB_FLAGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab test test-unit exercises models clean
+.PHONY: help setup lab test test-unit exercises models speech clean
 
 help:  ## List the targets
 	@echo "Multimodal Learning, from Beginner to Advanced"
@@ -48,6 +48,9 @@ exercises: $(STAMP)  ## Regenerate notebooks/ from solutions/ (skips notebooks y
 
 models: $(STAMP)  ## Retrain the model zoo in data/models/ (seeded; about 4 minutes on 2 cores)
 	CI=true $(BIN)/python tools/make_models.py
+
+speech: $(STAMP)  ## Rebuild data/speech/ with espeak-ng (apt-get install espeak-ng; only to rebuild, never at run time)
+	$(BIN)/python tools/make_speech.py
 
 clean:  ## Remove the environment, caches and build outputs (keeps notebooks and data)
 	rm -rf $(VENV) build .pytest_cache *.egg-info

@@ -53,13 +53,31 @@ def tiny_clip_config(vocab_size: int, pad_id: int, eos_id: int, image_size: int 
     }
 
 
-def create_tiny_clip(config: dict):
+def zoo_config() -> dict:
+    """The zoo CLIP's open_clip model config (architecture only), to build fresh copies of it."""
+    import json
+
+    return json.loads((ZOO_CLIP / "open_clip_config.json").read_text())["model_cfg"]
+
+
+def create_tiny_clip(config: dict, **kwargs):
     """A freshly initialised open_clip CLIP from ``config``, carrying CLIP's preprocessing constants
-    (what ``open_clip.create_model`` attaches, and what ``save_for_hf`` writes to the checkpoint's config)."""
+    (what ``open_clip.create_model`` attaches, and what ``save_for_hf`` writes to the checkpoint's config).
+    ``kwargs`` go to ``open_clip.CLIP``, e.g. ``init_logit_scale=math.log(10), init_logit_bias=-10`` for SigLIP."""
     import open_clip
 
-    model = open_clip.CLIP(**config)
+    model = open_clip.CLIP(**config, **kwargs)
     model.visual.image_mean, model.visual.image_std = CLIP_MEAN, CLIP_STD
+    return model
+
+
+def fix_temperature(model, temperature: float):
+    """Freeze the model's temperature at ``temperature`` (logit scale 1/τ, no longer learned); returns the model."""
+    import math
+
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(1 / temperature))
+    model.logit_scale.requires_grad_(False)
     return model
 
 
@@ -130,43 +148,70 @@ def recall_at_k(query: torch.Tensor, keys: torch.Tensor, k: int = 1) -> float:
     return (top == torch.arange(len(query))[:, None]).any(-1).float().mean().item()
 
 
+def class_embeddings(model, tokenizer: Callable, names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+    """Zero-shot classifier weights with prompt ensembling: for each class name, embed every template
+    filled with it (``"a photo of a {}."``), L2-normalise each, average, and L2-normalise the mean.
+    Returns (n_classes, dim). Reference of Exercise 3.4."""
+    return torch.stack([F.normalize(encode_texts(model, tokenizer, [t.format(name) for t in templates]).mean(0), dim=-1)
+                        for name in names])
+
+
+def size_templates(templates: Sequence[str] = ZERO_SHOT_TEMPLATES) -> list[str]:
+    """The world's zero-shot templates with both sizes filled in, leaving ``{}`` for the class name."""
+    return [t.format(name="{}", size=size) for t in templates for size in ("small", "large")]
+
+
 def zero_shot_weights(model, tokenizer: Callable, names: Sequence[str],
                       templates: Sequence[str] = ZERO_SHOT_TEMPLATES) -> torch.Tensor:
-    """One L2-normalised text embedding per class: the mean over prompt templates (prompt ensembling)."""
-    weights = []
-    for name in names:
-        prompts = [t.format(name=name, size=size) for t in templates for size in ("small", "large")]
-        weights.append(F.normalize(encode_texts(model, tokenizer, prompts).mean(0), dim=-1))
-    return torch.stack(weights)
+    """One L2-normalised text embedding per class: the mean over prompt templates × sizes (prompt ensembling)."""
+    return class_embeddings(model, tokenizer, names, size_templates(templates))
 
 
 def train_clip(model, images: torch.Tensor, tokens: torch.Tensor, steps: int, batch_size: int = 256,
-               lr: float = 2e-3, loss_fn: Callable | None = None, seed: int = 0) -> History:
-    """Contrastive training on (image, caption-token) pairs with open_clip's ClipLoss (or ``loss_fn``)."""
+               lr: float = 2e-3, loss_fn: Callable | None = None, seed: int = 0,
+               sampler: Callable[[torch.Generator], torch.Tensor] | None = None, desc: str = "tiny CLIP") -> History:
+    """Contrastive training on (image, caption-token) pairs with open_clip's ClipLoss (or ``loss_fn``, called
+    with the model's outputs: features, logit scale and, for SigLIP models, logit bias).
+
+    Each step draws ``batch_size`` random pairs, or the indices that ``sampler(generator)`` returns (e.g.
+    batches built around hard negatives, Phase 3).
+    """
     from open_clip.loss import ClipLoss
 
     loss_fn = loss_fn or ClipLoss()
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.1)
+    # 10 % warm-up (at least 2 steps, so very short smoke-test runs keep a valid schedule)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps,
+                                                   pct_start=max(0.1, 2 / steps))
+    draw = sampler or (lambda g: torch.randint(0, len(images), (batch_size,), generator=g))
 
     def batches():
         while True:
-            idx = torch.randint(0, len(images), (batch_size,), generator=generator)
+            idx = draw(generator)
             yield images[idx].to(device), tokens[idx].to(device)
 
     def step(batch) -> float:
         model.train()
-        image_features, text_features, logit_scale = model(*batch)[:3]
-        loss = loss_fn(image_features, text_features, logit_scale)
+        loss = loss_fn(*model(*batch))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
         return loss.item()
 
-    return train(step, batches(), steps, desc="tiny CLIP")
+    return train(step, batches(), steps, desc=desc)
+
+
+def retrieval_r1(model, tokenizer: Callable, world: World, n_blocks: int = 5) -> float:
+    """Image→text Recall@1 among 100 test scenes and their captions, averaged over ``n_blocks`` blocks
+    (the quick version of :func:`evaluate_clip`, for ablations)."""
+    rng = np.random.default_rng([world.seed, 99])
+    images, scenes = world.arrays("test", 100 * n_blocks)
+    img = encode_images(model, normalize_images(images))
+    txt = encode_texts(model, tokenizer, [caption(s, rng) for s in scenes])
+    return float(np.mean([recall_at_k(img[b:b + 100], txt[b:b + 100]) for b in range(0, len(img), 100)]))
 
 
 def evaluate_clip(model, tokenizer: Callable, world: World, n_blocks: int = 10, n_single: int = 2000) -> dict[str, float]:

@@ -36,7 +36,8 @@ MODEL_KEY: dict[str, tuple[str, str, str, str]] = {
                  "trained to predict the next text token."),
     "BLIP-2": ("encoder-decoder", "middle", "contrastive+next-token",
                "BLIP-2's Q-Former is pre-trained with an image-text contrastive loss (plus matching and "
-               "captioning losses), then its queries feed a frozen LLM trained on next-token prediction."),
+               "captioning losses), then its queries feed a frozen LLM, and the Q-Former and projection are "
+               "trained through that LLM's next-token loss."),
     "LLaVA": ("encoder-decoder", "middle", "next-token",
               "LLaVA encodes the image with CLIP's tower, projects the patch features into the LLM's token space "
               "and trains on next-token prediction of the answer text."),

@@ -1,0 +1,93 @@
+"""Tests for the spoken-words dataset (data/speech/, built by tools/make_speech.py) and utils/audio.py."""
+from __future__ import annotations
+
+import make_speech  # tools/ is on sys.path (tests/conftest.py)
+import pytest
+import torch
+import torchaudio
+
+from utils import audio
+from utils.audio import (HELDOUT_VOICES, SAMPLE_RATE, WORDS, batch_waveforms, load_speech, pad_or_trim, speech_index,
+                         voice_split)
+from utils.world import COLORS, SHAPES
+
+
+@pytest.fixture(scope="module")
+def speech() -> audio.SpeechSet:
+    return load_speech()
+
+
+def test_shipped_files_match_index():
+    assert make_speech.check() == []
+
+
+def test_full_grid_present():
+    rows = speech_index()
+    assert audio.WORDS == make_speech.WORDS
+    assert set(COLORS) | set(SHAPES) <= set(WORDS) and len(WORDS) == 20
+    combos = [(r["word"], r["voice"], int(r["speed"])) for r in rows]
+    assert len(combos) == len(set(combos)) == len(WORDS) * len(make_speech.VOICES) * len(make_speech.SPEEDS)
+    assert {c[0] for c in combos} == set(WORDS)
+    assert {c[1] for c in combos} == set(make_speech.VOICES) and len(make_speech.VOICES) >= 8
+    assert {c[2] for c in combos} == set(make_speech.SPEEDS)
+    assert set(HELDOUT_VOICES) < set(make_speech.VOICES) and len(HELDOUT_VOICES) == 2
+
+
+def test_load_is_deterministic_and_typed(speech):
+    assert len(speech) == len(speech_index())
+    again = load_speech()
+    assert all(torch.equal(a, b) for a, b in zip(speech.waveforms, again.waveforms))
+    assert speech.words == again.words and speech.voices == again.voices
+    assert all(w.dtype == torch.float32 and w.ndim == 1 for w in speech.waveforms)
+    assert speech.labels.dtype == torch.long
+    assert [WORDS[i] for i in speech.labels.tolist()] == speech.words
+    peaks = torch.stack([w.abs().max() for w in speech.waveforms])
+    assert torch.allclose(peaks, torch.full_like(peaks, make_speech.PEAK), atol=1e-3)  # peak-normalised
+
+
+def test_durations_sane(speech):
+    seconds = speech.durations()
+    assert seconds.min() >= 0.2 and seconds.max() <= 1.5
+    assert 0.3 <= seconds.mean() <= 0.8
+
+
+def test_filtering():
+    some = load_speech(words=["red", "seven"], voices=["us"])
+    assert set(some.words) == {"red", "seven"} and set(some.voices) == {"us"}
+    assert len(some) == 2 * len(make_speech.SPEEDS)
+    assert set(some.labels.tolist()) == {WORDS.index("red"), WORDS.index("seven")}  # labels index the full WORDS
+    with pytest.raises(ValueError):
+        load_speech(words=["hexagon"])
+
+
+def test_voice_split_disjoint(speech):
+    train, test = voice_split(speech)
+    assert set(test.voices) == set(HELDOUT_VOICES)
+    assert not set(train.voices) & set(test.voices)
+    assert len(train) + len(test) == len(speech)
+    assert set(test.words) == set(train.words) == set(WORDS)
+
+
+def test_pad_or_trim_and_batch():
+    wave = torch.arange(5, dtype=torch.float32)
+    assert torch.equal(pad_or_trim(wave, 3), wave[:3])
+    assert torch.equal(pad_or_trim(wave, 7), torch.tensor([0, 1, 2, 3, 4, 0, 0.0]))
+    batch = batch_waveforms([wave, torch.ones(10)], 8)
+    assert batch.shape == (2, 8) and batch.dtype == torch.float32
+    assert batch_waveforms([]).shape == (0, SAMPLE_RATE)
+
+
+def test_words_recognisable_on_heldout_voices(speech):
+    """Nearest centroid on mean log-mel features, trained on the training voices, far above chance (1/20)."""
+    train, test = voice_split(speech)
+    mel = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=400, hop_length=160, n_mels=64)
+
+    def features(s: audio.SpeechSet) -> torch.Tensor:
+        return torch.stack([(mel(w) + 1e-6).log().mean(dim=1) for w in s.waveforms])
+
+    x_train, x_test = features(train), features(test)
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+    x_train, x_test = (x_train - mu) / sd, (x_test - mu) / sd
+    centroids = torch.stack([x_train[train.labels == k].mean(0) for k in range(len(WORDS))])
+    accuracy = (torch.cdist(x_test, centroids).argmin(1) == test.labels).float().mean().item()
+    assert accuracy >= 0.6, accuracy
