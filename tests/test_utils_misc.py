@@ -117,3 +117,16 @@ def test_diagram_and_retrieval_grid_draw():
     assert len(axes) == 6
     assert axes[0].spines["left"].get_edgecolor()[:3] != axes[1].spines["left"].get_edgecolor()[:3]
     plt.close("all")
+
+
+def test_linear_probe_reads_a_linear_signal_and_not_noise():
+    import torch
+
+    from utils.embeddings import linear_probe
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (600,), generator=g)
+    signal = torch.randn(600, 8, generator=g) * 10 + 100          # badly scaled, offset features
+    signal[:, 0] += 100 * y                                         # one feature carries the label
+    noise = torch.randn(600, 8, generator=g)
+    assert linear_probe(signal[:400], y[:400], signal[400:], y[400:]) > 0.95
+    assert linear_probe(noise[:400], y[:400], noise[400:], y[400:]) < 0.5

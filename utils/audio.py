@@ -152,3 +152,52 @@ def spoken_phrases(speech: SpeechSet, phrases: Sequence[Sequence[str]], gap_s: f
             which.append(i)
             voices.append(voice)
     return waves, which, voices
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Spectrograms (references of the Phase 2 audio exercises; torchaudio is the oracle)
+
+def hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    """The HTK mel scale: 2595 · log10(1 + f / 700) (torchaudio's default ``mel_scale="htk"``)."""
+    return 2595.0 * torch.log10(1.0 + hz / 700.0)
+
+
+def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`hz_to_mel`."""
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int = SAMPLE_RATE, f_min: float = 0.0,
+                   f_max: float | None = None) -> torch.Tensor:
+    """Triangular mel filters, (n_freqs, n_mels): column m rises linearly from mel point m to m + 1 and falls
+    to m + 2, where the n_mels + 2 points are evenly spaced on the mel scale between f_min and f_max.
+    Equals ``torchaudio.functional.melscale_fbanks(n_freqs, f_min, f_max, n_mels, sample_rate)``."""
+    f_max = sample_rate / 2 if f_max is None else f_max
+    freqs = torch.linspace(0, sample_rate // 2, n_freqs)
+    points = mel_to_hz(torch.linspace(hz_to_mel(torch.tensor(f_min)).item(), hz_to_mel(torch.tensor(f_max)).item(),
+                                      n_mels + 2))
+    left, centre, right = points[:-2], points[1:-1], points[2:]
+    rising = (freqs[:, None] - left) / (centre - left)
+    falling = (right - freqs[:, None]) / (right - centre)
+    return torch.clamp(torch.minimum(rising, falling), min=0.0)
+
+
+def power_spectrogram(wave: torch.Tensor, n_fft: int = 400, hop_length: int = 160) -> torch.Tensor:
+    """|STFT|² with a periodic Hann window, centred frames (reflect padding): (..., n_fft // 2 + 1, frames).
+    Equals ``torchaudio.transforms.Spectrogram(n_fft, hop_length=hop_length)``."""
+    spec = torch.stft(wave, n_fft, hop_length=hop_length, window=torch.hann_window(n_fft, device=wave.device),
+                      center=True, pad_mode="reflect", return_complex=True)
+    return spec.abs() ** 2
+
+
+def mel_spectrogram(wave: torch.Tensor, n_fft: int = 400, hop_length: int = 160, n_mels: int = 64,
+                    sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Mel power spectrogram (..., n_mels, frames): the power spectrogram pooled by :func:`mel_filterbank`.
+    Equals ``torchaudio.transforms.MelSpectrogram(sample_rate, n_fft, hop_length=hop_length, n_mels=n_mels)``."""
+    fb = mel_filterbank(n_fft // 2 + 1, n_mels, sample_rate).to(wave.device)
+    return (power_spectrogram(wave, n_fft, hop_length).transpose(-1, -2) @ fb).transpose(-1, -2)
+
+
+def log_mel(wave: torch.Tensor, eps: float = 1e-6, **kwargs) -> torch.Tensor:
+    """log(mel spectrogram + eps): the input representation of Whisper-style audio encoders."""
+    return torch.log(mel_spectrogram(wave, **kwargs) + eps)

@@ -64,3 +64,23 @@ def retrieve(queries: torch.Tensor, keys: torch.Tensor, k: int = 5) -> tuple[tor
     Introduced in Phase 1 (the toy retrieval system).
     """
     return cosine_similarity_matrix(queries, keys).topk(k, dim=-1)
+
+
+def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token vectors (B, T, D) over the real tokens only (``attention_mask`` (B, T), 1 = token,
+    0 = padding): a sentence embedding from a text encoder's hidden states. Introduced in Phase 2."""
+    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+def linear_probe(train_x, train_y, test_x, test_y, max_iter: int = 1000) -> float:
+    """Held-out accuracy of a linear classifier on frozen features: standardise each feature (on the
+    training set), fit a logistic regression, score on the test set. Introduced in Phase 2."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    as_np = lambda a: a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a  # noqa: E731
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
+    clf.fit(as_np(train_x), as_np(train_y))
+    return float(clf.score(as_np(test_x), as_np(test_y)))
