@@ -14,24 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from utils import attention as A
+from tests.checks_testing import failed_with
 from utils.checks import check, evaluate, reference
 
 EXERCISES = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8"]
 
 
-def _failed_with(exercise: str, answer, phrase: str) -> None:
-    result = evaluate(exercise, answer)
-    assert result.status == "failed", result.message
-    assert phrase in result.message, f"expected hint containing {phrase!r}, got: {result.message}"
 
-
-# --- the references pass --------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("exercise", EXERCISES)
-def test_reference_passes(exercise):
-    result = evaluate(exercise, reference(exercise))
-    assert result.passed, result.message
-    assert result.message.startswith("✓")
 
 
 # --- 0.1 a training step --------------------------------------------------------------------------------
@@ -100,7 +89,7 @@ def step_nll_on_raw_logits(model, inputs, targets, optimizer):
     pytest.param(step_nll_on_raw_logits, "applies log-softmax itself", id="nll-on-logits->use-cross_entropy"),
 ])
 def test_train_step_mistakes(answer, phrase):
-    _failed_with("0.1", answer, phrase)
+    failed_with("0.1", answer, phrase)
 
 
 # --- 0.2 L2 normalisation -------------------------------------------------------------------------------
@@ -143,7 +132,7 @@ def l2_returns_norms(x):
     pytest.param(l2_returns_norms, "you returned the norms", id="returns-norms"),
 ])
 def test_l2_normalize_mistakes(answer, phrase):
-    _failed_with("0.2", answer, phrase)
+    failed_with("0.2", answer, phrase)
 
 
 # --- 0.3 cosine-similarity matrix -----------------------------------------------------------------------
@@ -180,7 +169,7 @@ def cos_normalised_along_dim0(a, b):
     pytest.param(cos_normalised_along_dim0, "wrong axis", id="normalised-along-dim0"),
 ])
 def test_cosine_mistakes(answer, phrase):
-    _failed_with("0.3", answer, phrase)
+    failed_with("0.3", answer, phrase)
 
 
 # --- 0.4 scaled dot-product attention -------------------------------------------------------------------
@@ -261,7 +250,7 @@ def sdpa_additive_bool_mask(q, k, v, mask=None):
     pytest.param(sdpa_additive_bool_mask, "added the boolean mask", id="bool-mask-added-to-scores"),
 ])
 def test_attention_mistakes(answer, phrase):
-    _failed_with("0.4", answer, phrase)
+    failed_with("0.4", answer, phrase)
 
 
 def sdpa_with_large_negative(q, k, v, mask=None):
@@ -325,7 +314,7 @@ def _mha_variant(**mistake):
     pytest.param(mha_single_head, "single-head attention", id="single-head"),
 ])
 def test_multi_head_attention_mistakes(answer, phrase):
-    _failed_with("0.5", answer, phrase)
+    failed_with("0.5", answer, phrase)
 
 
 def test_multi_head_attention_learner_style_correct_answer_passes():
@@ -481,7 +470,7 @@ def _bpe_variant(**mistake):
     pytest.param(bpe_returns_strings, "a list of merges", id="returns-merged-strings-not-pairs"),
 ])
 def test_bpe_mistakes(answer, phrase):
-    _failed_with("0.6", answer, phrase)
+    failed_with("0.6", answer, phrase)
 
 
 def test_bpe_learner_style_correct_answer_passes():
@@ -530,7 +519,7 @@ def lm_loss_per_token(logits, labels):
     pytest.param(lm_loss_per_token, "return one number", id="per-token-losses"),
 ])
 def test_lm_loss_mistakes(answer, phrase):
-    _failed_with("0.7", answer, phrase)
+    failed_with("0.7", answer, phrase)
 
 
 def lm_loss_transposed_cross_entropy(logits, labels):
@@ -555,7 +544,7 @@ VIT_RIGHT = {(224, 16): 196, (336, 14): 576, (64, 8): 64, (32, 4): 64}
     pytest.param({(224, 16): 196, (336, 14): 576}, "exactly these keys", id="missing-keys"),
 ])
 def test_vit_token_mistakes(answer, phrase):
-    _failed_with("0.8", answer, phrase)
+    failed_with("0.8", answer, phrase)
 
 
 def test_vit_right_numbers_pass():
@@ -670,4 +659,4 @@ def _mha_split_with_query_length(x_q, x_kv, w_q, w_k, w_v, w_o, n_heads, mask=No
     ("0.8", {**VIT_RIGHT, (64, 8): "64"}, "whole number"),
 ], ids=["weights-not-softmax", "k.T-on-4d", "split-with-Tq", "string-prediction"])
 def test_reviewer_mistakes_get_specific_hints(exercise, answer, phrase):
-    _failed_with(exercise, answer, phrase)
+    failed_with(exercise, answer, phrase)

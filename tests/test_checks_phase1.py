@@ -10,30 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.checks_testing import failed_with
 from utils.checks import evaluate, reference
+
 from utils.checks.phase1 import MODEL_KEY
 
-EXERCISES = ["1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7"]
 
 
-def _failed_with(exercise: str, answer, phrase: str) -> None:
-    result = evaluate(exercise, answer)
-    assert result.status == "failed", result.message
-    assert phrase in result.message, f"expected hint containing {phrase!r}, got: {result.message}"
 
-
-@pytest.mark.parametrize("exercise", EXERCISES)
-def test_reference_passes(exercise):
-    result = evaluate(exercise, reference(exercise))
-    assert result.passed, result.message
-
-
-@pytest.mark.parametrize("exercise", EXERCISES)
-def test_starter_reads_as_unsolved(exercise):
-    def starter(*args):
-        ...
-    answer = {m: ... for m in MODEL_KEY} if exercise == "1.1" else starter
-    assert evaluate(exercise, answer).status == "unsolved"
 
 
 # --- 1.1 ------------------------------------------------------------------------------------------------
@@ -50,26 +34,26 @@ def test_taxonomy_accepts_case_and_spacing():
 def test_taxonomy_llava_as_early_fusion_is_explained():
     answer = _key()
     answer["LLaVA"] = ("encoder-decoder", "early", "next-token")
-    _failed_with("1.1", answer, "LLaVA (check the fusion)")
-    _failed_with("1.1", answer, "10/11 models right")
+    failed_with("1.1", answer, "LLaVA (check the fusion)")
+    failed_with("1.1", answer, "10/11 models right")
 
 
 def test_taxonomy_blip2_without_its_contrastive_stage():
     answer = _key()
     answer["BLIP-2"] = ("encoder-decoder", "middle", "next-token")
-    _failed_with("1.1", answer, "image-text contrastive loss")
+    failed_with("1.1", answer, "image-text contrastive loss")
 
 
 def test_taxonomy_unknown_label_is_named():
     answer = _key()
     answer["CLIP"] = ("two-tower", "late", "contrastive")
-    _failed_with("1.1", answer, "'two-tower' is not a family")
+    failed_with("1.1", answer, "'two-tower' is not a family")
 
 
 def test_taxonomy_missing_models():
     answer = _key()
     del answer["Transfusion"]
-    _failed_with("1.1", answer, "missing: Transfusion")
+    failed_with("1.1", answer, "missing: Transfusion")
 
 
 # --- 1.2 ------------------------------------------------------------------------------------------------
@@ -107,7 +91,7 @@ def gap_wrong_axis(a, b):
     (gap_wrong_axis, "dim=0"),
 ])
 def test_gap_mistakes(answer, phrase):
-    _failed_with("1.2", answer, phrase)
+    failed_with("1.2", answer, phrase)
 
 
 def test_gap_tensor_scalar_is_accepted():
@@ -162,7 +146,7 @@ def pca_with_lowrank(x):  # correct, another library route: must pass
     (pca_directions, "principal directions"),
 ])
 def test_pca_mistakes(answer, phrase):
-    _failed_with("1.3", answer, phrase)
+    failed_with("1.3", answer, phrase)
 
 
 @pytest.mark.parametrize("answer", [pca_flipped, pca_with_lowrank])
@@ -202,7 +186,7 @@ def cone_upper_triangle(x):  # correct: the same mean over unordered pairs
     (cone_absolute, "|cosine|"),
 ])
 def test_cone_mistakes(answer, phrase):
-    _failed_with("1.4", answer, phrase)
+    failed_with("1.4", answer, phrase)
 
 
 def test_cone_upper_triangle_passes():
@@ -237,7 +221,7 @@ def close_half_shift(a, b):
     (lambda a, b: F.normalize(a - a.mean(0), dim=1), "return a pair"),
 ])
 def test_close_gap_mistakes(answer, phrase):
-    _failed_with("1.5", answer, phrase)
+    failed_with("1.5", answer, phrase)
 
 
 # --- 1.6 ------------------------------------------------------------------------------------------------
@@ -276,7 +260,7 @@ def retrieve_with_sort(q, k, n):  # correct: sort instead of topk
     (retrieve_unsorted, "best match first"),
 ])
 def test_retrieve_mistakes(answer, phrase):
-    _failed_with("1.6", answer, phrase)
+    failed_with("1.6", answer, phrase)
 
 
 def test_retrieve_sort_variant_passes():
@@ -324,7 +308,7 @@ def recall_numpy(q, keys, k):  # correct, numpy route: must pass
     (recall_ignores_k, "ignores k"),
 ])
 def test_recall_mistakes(answer, phrase):
-    _failed_with("1.7", answer, phrase)
+    failed_with("1.7", answer, phrase)
 
 
 def test_recall_numpy_variant_passes():

@@ -7,28 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.checks_testing import failed_with
 from utils.checks import evaluate, reference
 
-EXERCISES = ["3.1", "3.2", "3.3", "3.4", "3.5", "3.6"]
 
 
-def _failed_with(exercise: str, answer, phrase: str) -> None:
-    result = evaluate(exercise, answer)
-    assert result.status == "failed", result.message
-    assert phrase in result.message, f"expected hint containing {phrase!r}, got: {result.message}"
 
 
-@pytest.mark.parametrize("exercise", EXERCISES)
-def test_reference_passes(exercise):
-    result = evaluate(exercise, reference(exercise))
-    assert result.passed, result.message
-
-
-@pytest.mark.parametrize("exercise", EXERCISES)
-def test_starter_reads_as_unsolved(exercise):
-    def starter(*args):
-        ...
-    assert evaluate(exercise, starter).status == "unsolved"
 
 
 # --- 3.1 ------------------------------------------------------------------------------------------------
@@ -89,7 +74,7 @@ def infonce_manual_logsoftmax(img, txt, scale):  # correct, written by hand: mus
     (infonce_item, "scalar tensor"),
 ])
 def test_infonce_mistakes(answer, phrase):
-    _failed_with("3.1", answer, phrase)
+    failed_with("3.1", answer, phrase)
 
 
 def test_infonce_hardcoded_batch_fails():
@@ -136,7 +121,7 @@ def siglip_bce_sum(img, txt, scale, bias):  # correct: BCE summed / N is the sam
     (lambda img, txt, scale, bias: reference("3.1")(img, txt, scale), "softmax loss"),
 ])
 def test_siglip_mistakes(answer, phrase):
-    _failed_with("3.2", answer, phrase)
+    failed_with("3.2", answer, phrase)
 
 
 def test_siglip_bce_sum_passes():
@@ -170,7 +155,7 @@ def logits_via_forward(model, images, tokens):  # correct: uses open_clip's forw
     (logits_per_text, "texts × images"),
 ])
 def test_logits_mistakes(answer, phrase):
-    _failed_with("3.3", answer, phrase)
+    failed_with("3.3", answer, phrase)
 
 
 def test_logits_via_forward_passes():
@@ -206,7 +191,7 @@ def zs_no_average(model, tokenizer, names, templates):
     (zs_no_average, "one embedding per prompt"),
 ])
 def test_zero_shot_mistakes(answer, phrase):
-    _failed_with("3.4", answer, phrase)
+    failed_with("3.4", answer, phrase)
 
 
 # --- 3.5 ------------------------------------------------------------------------------------------------
@@ -248,7 +233,7 @@ def hn_skip_first(emb, anchors, k):  # correct: drop the top-1 (itself) from a t
     (hn_unsorted, "wrong order"),
 ])
 def test_hard_negative_mistakes(answer, phrase):
-    _failed_with("3.5", answer, phrase)
+    failed_with("3.5", answer, phrase)
 
 
 def test_hard_negative_skip_first_passes():
@@ -302,7 +287,7 @@ def filter_numpy_quantile(img, txt, keep):  # correct: keep scores at or above t
     (filter_indices, "boolean mask"),
 ])
 def test_filter_mistakes(answer, phrase):
-    _failed_with("3.6", answer, phrase)
+    failed_with("3.6", answer, phrase)
 
 
 def test_filter_numpy_variant_passes():
