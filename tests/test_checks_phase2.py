@@ -140,10 +140,12 @@ def mel_time_major(wave, n_fft=400, hop_length=160, n_mels=64):
 
 
 def mel_manual_frames(wave, n_fft=400, hop_length=160, n_mels=64):  # correct: framing by hand + rfft
-    padded = F.pad(wave[None, None], (n_fft // 2, n_fft // 2), mode="reflect")[0, 0]
-    frames = padded.unfold(0, n_fft, hop_length) * torch.hann_window(n_fft)
-    power = torch.fft.rfft(frames, dim=-1).abs() ** 2        # (frames, n_fft//2 + 1)
-    return (power @ _fb(n_fft, n_mels)).T
+    x = wave if wave.ndim > 1 else wave[None]
+    padded = F.pad(x[:, None], (n_fft // 2, n_fft // 2), mode="reflect")[:, 0]
+    frames = padded.unfold(-1, n_fft, hop_length) * torch.hann_window(n_fft)   # (B, frames, n_fft)
+    power = torch.fft.rfft(frames, dim=-1).abs() ** 2                         # (B, frames, n_fft//2 + 1)
+    out = (power @ _fb(n_fft, n_mels)).transpose(-1, -2)
+    return out if wave.ndim > 1 else out[0]
 
 
 @pytest.mark.parametrize("answer, phrase", [
@@ -314,3 +316,21 @@ def test_tiny_vit_shapes_and_cls_attention():
     assert model.features(x).shape == (4, 17, 16)
     attn = model.cls_attention(x)
     assert attn.shape == (4, 16) and bool((attn >= 0).all()) and bool((attn.sum(-1) <= 1 + 1e-5).all())
+
+
+def mel_unbatched(wave, n_fft=400, hop_length=160, n_mels=64):  # right for one clip, breaks on a batch
+    power = torch.stft(wave, n_fft, hop_length, window=torch.hann_window(n_fft), return_complex=True).abs() ** 2
+    return (power.T @ _fb(n_fft, n_mels)).T
+
+
+def spec_no_crop(spec, pf, pt):  # right when patches tile exactly, crashes otherwise
+    b, f, t = spec.shape
+    return spec.reshape(b, f // pf, pf, t // pt, pt).permute(0, 1, 3, 2, 4).reshape(b, -1, pf * pt)
+
+
+def test_melspec_must_handle_batches():
+    failed_with("2.5", mel_unbatched, "batch")
+
+
+def test_spec_tokens_must_drop_leftovers():
+    failed_with("2.6", spec_no_crop, "leftover")

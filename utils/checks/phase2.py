@@ -168,7 +168,19 @@ def _check_melspec(fn) -> str:
         err = ((got - expected).abs().max() / expected.abs().max()).item()
         raise CheckFailed(f"your mel spectrogram differs from torchaudio's MelSpectrogram (largest relative "
                           f"difference {err:.2g}).")
-    return "Equal to torchaudio.transforms.MelSpectrogram (Hann window, centred frames, power 2, HTK mel)."
+    batch = torch.stack([wave, wave.flip(0), 0.5 * wave])  # (3, samples): the notebook calls it on batches
+    try:
+        got_batch = _tensor(fn(batch, n_fft=400, hop_length=160, n_mels=40), "mel_spectrogram")
+    except RuntimeError as exc:
+        raise CheckFailed(f"right for one clip but it fails on a batch of shape (3, samples) ({exc}): write the "
+                          "matrix product for any leading dimensions, e.g. (power.transpose(-1, -2) @ fb)"
+                          ".transpose(-1, -2).") from None
+    expected_batch = torchaudio.transforms.MelSpectrogram(16000, n_fft=400, hop_length=160, n_mels=40)(batch)
+    if got_batch.shape != expected_batch.shape or not torch.allclose(got_batch, expected_batch, rtol=1e-3, atol=1e-3):
+        raise CheckFailed(f"right for one clip but not for a batch (3, samples): expected shape "
+                          f"{tuple(expected_batch.shape)}, got {tuple(got_batch.shape)}; use dims -1 and -2, not .T.")
+    return ("Equal to torchaudio.transforms.MelSpectrogram (Hann window, centred frames, power 2, HTK mel), for one "
+            "clip and for a batch.")
 
 
 # --- 2.6 audio tokens ------------------------------------------------------------------------------------------
@@ -189,7 +201,18 @@ def _check_spec_tokens(fn) -> str:
         "frames wide.": F.unfold(spec[:, None], kernel_size=(4, 8), stride=(4, 8)).transpose(1, 2),
     }
     _diagnose(got, expected, mistakes, "the tokens differ from F.unfold with kernel = stride = (patch_freq, patch_time).")
-    return "Equal to F.unfold over the spectrogram seen as a one-channel image: 6 tokens of 8 × 4 values here."
+    ragged = torch.randn(2, 18, 13, generator=g)  # 18 bands, 13 frames: leftovers that fill no 8 × 4 patch
+    try:
+        got_ragged = _tensor(fn(ragged, 8, 4), "spectrogram_tokens")
+    except RuntimeError as exc:
+        raise CheckFailed(f"it fails when the patches do not tile the spectrogram exactly ({exc}): drop the "
+                          "leftover bands and frames first, e.g. spec[:, :nf * patch_freq, :nt * patch_time].") from None
+    expected_ragged = F.unfold(ragged[:, None], kernel_size=(8, 4), stride=(8, 4)).transpose(1, 2)
+    if got_ragged.shape != expected_ragged.shape or not torch.allclose(got_ragged, expected_ragged):
+        raise CheckFailed("right when the patches tile the spectrogram exactly, wrong when there are leftover "
+                          "bands or frames (18 × 13 with 8 × 4 patches should give 2 × 3 = 6 tokens).")
+    return ("Equal to F.unfold over the spectrogram seen as a one-channel image (6 tokens of 8 × 4 values here), "
+            "leftover bands and frames dropped.")
 
 
 # --- 2.7 video tubelets -------------------------------------------------------------------------------------
