@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+from torch import nn
 
 from .env import REPO_ROOT
 from .world import COLORS, SHAPES
@@ -201,3 +202,16 @@ def mel_spectrogram(wave: torch.Tensor, n_fft: int = 400, hop_length: int = 160,
 def log_mel(wave: torch.Tensor, eps: float = 1e-6, **kwargs) -> torch.Tensor:
     """log(mel spectrogram + eps): the input representation of Whisper-style audio encoders."""
     return torch.log(mel_spectrogram(wave, **kwargs) + eps)
+
+
+def spectrogram_cnn(n_outputs: int, dropout: float = 0.0, widths: Sequence[int] = (16, 32, 64)) -> nn.Sequential:
+    """A small CNN for (B, 1, mel bands, frames) spectrograms: blocks of conv 3×3 → BatchNorm → ReLU → max-pool
+    ×2, global average pooling, (dropout,) a linear layer to ``n_outputs``. Phase 2's spoken-word classifier
+    and Phase 3's ImageBind-style audio tower."""
+    blocks, c_in = [], 1
+    for c_out in widths:
+        blocks.append(nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
+                                    nn.MaxPool2d(2)))
+        c_in = c_out
+    head = [nn.Dropout(dropout)] if dropout else []
+    return nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), *head, nn.Linear(c_in, n_outputs))

@@ -10,6 +10,7 @@ and ``open_clip.create_model_and_transforms("ViT-B-32", pretrained="openai")`` w
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -73,8 +74,6 @@ def create_tiny_clip(config: dict, **kwargs):
 
 def fix_temperature(model, temperature: float):
     """Freeze the model's temperature at ``temperature`` (logit scale 1/τ, no longer learned); returns the model."""
-    import math
-
     with torch.no_grad():
         model.logit_scale.fill_(math.log(1 / temperature))
     model.logit_scale.requires_grad_(False)
@@ -204,14 +203,24 @@ def train_clip(model, images: torch.Tensor, tokens: torch.Tensor, steps: int, ba
     return train(step, batches(), steps, desc=desc)
 
 
+def recall_in_blocks(query: torch.Tensor, keys: torch.Tensor, block: int = 100, k: int = 1) -> float:
+    """Recall@k with each query searched among the ``block`` keys of its own block (rows i·block…), averaged
+    over the blocks: "R@1 among 100" on a long list of pairs. Introduced in Phase 1."""
+    return float(np.mean([recall_at_k(query[b:b + block], keys[b:b + block], k) for b in range(0, len(query), block)]))
+
+
+def _test_pairs(model, tokenizer: Callable, world: World, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings of the first ``n`` test scenes and of one caption each (the card's fixed evaluation set)."""
+    rng = np.random.default_rng([world.seed, 99])
+    images, scenes = world.arrays("test", n)
+    return (encode_images(model, normalize_images(images)),
+            encode_texts(model, tokenizer, [caption(s, rng) for s in scenes]))
+
+
 def retrieval_r1(model, tokenizer: Callable, world: World, n_blocks: int = 5) -> float:
     """Image→text Recall@1 among 100 test scenes and their captions, averaged over ``n_blocks`` blocks
     (the quick version of :func:`evaluate_clip`, for ablations)."""
-    rng = np.random.default_rng([world.seed, 99])
-    images, scenes = world.arrays("test", 100 * n_blocks)
-    img = encode_images(model, normalize_images(images))
-    txt = encode_texts(model, tokenizer, [caption(s, rng) for s in scenes])
-    return float(np.mean([recall_at_k(img[b:b + 100], txt[b:b + 100]) for b in range(0, len(img), 100)]))
+    return recall_in_blocks(*_test_pairs(model, tokenizer, world, 100 * n_blocks))
 
 
 def evaluate_clip(model, tokenizer: Callable, world: World, n_blocks: int = 10, n_single: int = 2000) -> dict[str, float]:
@@ -223,18 +232,13 @@ def evaluate_clip(model, tokenizer: Callable, world: World, n_blocks: int = 10, 
       among all 24 classes with ensembled prompts, for compositions seen in training and for the
       compositions held out of it.
     """
-    rng = np.random.default_rng([world.seed, 99])
-    images, scenes = world.arrays("test", 100 * n_blocks)
-    img = encode_images(model, normalize_images(images))
-    txt = encode_texts(model, tokenizer, [caption(s, rng) for s in scenes])
-    i2t = [recall_at_k(img[b:b + 100], txt[b:b + 100]) for b in range(0, len(img), 100)]
-    t2i = [recall_at_k(txt[b:b + 100], img[b:b + 100]) for b in range(0, len(img), 100)]
+    img, txt = _test_pairs(model, tokenizer, world, 100 * n_blocks)
     single, labels, _ = world.single_object_split("test", n_single)
     names = class_names()
     pred = (encode_images(model, normalize_images(single)) @ zero_shot_weights(model, tokenizer, names).T).argmax(-1)
     held = torch.tensor([tuple(names[i].split()) in world.holdout for i in labels])
     assert held.any() and not held.all(), "n_single too small: need seen and held-out test images"
     correct = pred == torch.from_numpy(labels)
-    return {"image_to_text_r1": float(np.mean(i2t)), "text_to_image_r1": float(np.mean(t2i)),
+    return {"image_to_text_r1": recall_in_blocks(img, txt), "text_to_image_r1": recall_in_blocks(txt, img),
             "zero_shot_seen": correct[~held].float().mean().item(),
             "zero_shot_heldout": correct[held].float().mean().item(), "heldout_test_images": int(held.sum())}
