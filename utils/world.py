@@ -8,6 +8,11 @@ with each other because they are computed from the same graph:
                  ->  caption (caption)       ->  "a small red circle and a large blue square."
                  ->  questions (questions)   ->  QA("is there a green square?", "no", "exists")
                  ->  boxes (Obj.bbox)        ->  (x0, y0, x1, y1) in pixels
+                 ->  depth (render_depth)    ->  float32 (H, W), each object's distance, 1.0 = background
+
+Depth (Phase 4) is a hidden attribute drawn per object from its own stream: it is not visible in the RGB
+image, so "which object is nearest?" needs the depth map. Rendered text (Phase 5, :func:`render_text`) is a
+separate modality: short random strings drawn on the same background, for reading small text at low resolution.
 
 Vocabulary: 4 shapes x 6 colours x 2 sizes. The (colour, shape) pairs in ``holdout`` (by default "red
 triangle") never appear in the training split but do appear in val/test, so compositional generalisation
@@ -28,11 +33,12 @@ import math
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 # ----------------------------------------------------------------------------------------------------------
 # Vocabulary
@@ -399,6 +405,112 @@ def questions(
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Depth (Phase 4)
+
+DEPTH_RANGE: tuple[float, float] = (0.2, 0.8)  # object depths (distance from the camera); background is 1.0
+DEPTH_MIN_GAP = 0.1  # any two objects' depths differ by at least this, so "nearest" is never ambiguous
+BACKGROUND_DEPTH = 1.0
+
+
+def object_depths(scene: Scene, rng: np.random.Generator) -> np.ndarray:
+    """Depth of every object of ``scene``, float32 (n,) in DEPTH_RANGE, pairwise at least DEPTH_MIN_GAP apart.
+
+    Introduced in Phase 4. Depth is independent of size and position, so it cannot be read from the RGB
+    image. Sampled uniformly among valid configurations (sorted uniform draws spread by the gap, then shuffled
+    over the objects); the result depends only on the state of ``rng``.
+    """
+    n = len(scene)
+    lo, hi = DEPTH_RANGE
+    gap = DEPTH_MIN_GAP + 1e-3  # slack so the guarantee survives rounding to 4 decimals and float32
+    assert (n - 1) * gap <= hi - lo, f"{n} objects do not fit in DEPTH_RANGE with gap {DEPTH_MIN_GAP}"
+    spread = np.sort(rng.uniform(0.0, hi - lo - (n - 1) * gap, size=n)) + gap * np.arange(n) + lo
+    depths = np.empty(n, dtype=np.float32)
+    depths[rng.permutation(n)] = np.round(spread, 4)
+    return depths
+
+
+def render_depth(scene: Scene, depths: Sequence[float], image_size: int = 64) -> np.ndarray:
+    """Depth map of a scene, float32 (image_size, image_size): BACKGROUND_DEPTH (1.0) where no object is, and
+    each object's silhouette filled with its depth.
+
+    Introduced in Phase 4. Silhouettes are exactly those of :func:`render` (same geometry on the same
+    SUPERSAMPLE canvas, box-filtered down), so the map aligns pixel-for-pixel with the RGB image; edge pixels
+    average object and background depth by coverage. Fully covered pixels hold the object's depth exactly.
+    """
+    _check_image_size(image_size)
+    assert len(depths) == len(scene), "need one depth per object"
+    big = image_size * SUPERSAMPLE
+    canvas = Image.new("L", (big, big), 0)  # 0 = background, k + 1 = object k
+    draw = ImageDraw.Draw(canvas)
+    for k, obj in enumerate(scene.objects):
+        poly = _polygon(obj, big)
+        if poly is None:
+            cx, cy, h = obj.x * big, obj.y * big, obj.half * big
+            draw.ellipse((cx - h, cy - h, cx + h, cy + h), fill=k + 1)
+        else:
+            draw.polygon(poly, fill=k + 1)
+    labels = np.asarray(canvas).reshape(image_size, SUPERSAMPLE, image_size, SUPERSAMPLE)
+    total = np.zeros((image_size, image_size))  # float64: sum of subpixel depths, exact for full coverage
+    covered = np.zeros((image_size, image_size), dtype=np.int64)
+    for k in range(len(scene)):
+        count = (labels == k + 1).sum(axis=(1, 3))
+        total += count * float(np.float32(depths[k]))
+        covered += count
+    total += (SUPERSAMPLE**2 - covered) * BACKGROUND_DEPTH
+    return (total / SUPERSAMPLE**2).astype(np.float32)
+
+
+def nearest_object(scene: Scene, depths: Sequence[float]) -> Obj:
+    """The object with the smallest depth (closest to the camera). Introduced in Phase 4."""
+    assert len(depths) == len(scene) > 0
+    return scene.objects[int(np.argmin(np.asarray(depths)))]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rendered text (Phase 5)
+
+# Upper-case letters and digits without the easily confused I/1, O/0/Q and 8/B: a 30-character alphabet in
+# which every string is unambiguous to read, even at low resolution.
+TEXT_ALPHABET = "ABCDEFGHJKLMNPRSTUVWXYZ2345679"
+TEXT_RGB: tuple[int, int, int] = (30, 30, 30)
+TEXT_FONT_SCALE = 0.9  # default font size / image height; DejaVu capitals are 0.73 em, so ~66% of the height
+
+
+@lru_cache(maxsize=16)
+def _font(size_px: int) -> ImageFont.FreeTypeFont:
+    """matplotlib's bundled DejaVu Sans at ``size_px`` pixels (cached)."""
+    from matplotlib import font_manager  # imported lazily, as in show_gallery
+
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans", fallback_to_default=False), size_px)
+
+
+def render_text(text: str, height: int = 32, width: int = 128, font_px: int | None = None) -> np.ndarray:
+    """Draw ``text`` as a uint8 array (height, width, 3): dark TEXT_RGB glyphs, centred (by ink) on BACKGROUND_RGB.
+
+    Introduced in Phase 5. Font: DejaVu Sans (bundled with matplotlib), ``font_px`` pixels (default
+    TEXT_FONT_SCALE * height, so capitals fill about two thirds of the height). Drawn on a SUPERSAMPLE-times
+    larger canvas and box-filtered down like :func:`render`; deterministic for a given Pillow/FreeType.
+    Asserts that the text fits with a margin of one pixel on every side.
+    """
+    assert text, "render_text needs a non-empty string"
+    font_px = round(TEXT_FONT_SCALE * height) if font_px is None else font_px
+    big_w, big_h = width * SUPERSAMPLE, height * SUPERSAMPLE
+    font = _font(font_px * SUPERSAMPLE)
+    x0, y0, x1, y1 = font.getbbox(text)
+    assert x1 - x0 <= big_w - 2 * SUPERSAMPLE, f"{text!r} at {font_px}px does not fit in width {width}"
+    assert y1 - y0 <= big_h - 2 * SUPERSAMPLE, f"{text!r} at {font_px}px does not fit in height {height}"
+    canvas = Image.new("RGB", (big_w, big_h), BACKGROUND_RGB)
+    origin = ((big_w - (x1 - x0)) // 2 - x0, (big_h - (y1 - y0)) // 2 - y0)
+    ImageDraw.Draw(canvas).text(origin, text, font=font, fill=TEXT_RGB)
+    return np.array(canvas.reduce(SUPERSAMPLE))
+
+
+def sample_text(rng: np.random.Generator, length: int = 4) -> str:
+    """A random string of ``length`` characters from TEXT_ALPHABET. Introduced in Phase 5."""
+    return "".join(TEXT_ALPHABET[int(i)] for i in rng.integers(len(TEXT_ALPHABET), size=length))
+
+
+# ----------------------------------------------------------------------------------------------------------
 # The world: splits, items, datasets
 
 
@@ -515,6 +627,32 @@ class World:
         images = self.render_all(scenes)
         labels = np.array([class_id(s.objects[0].color, s.objects[0].shape) for s in scenes], dtype=np.int64)
         return images, labels, scenes
+
+    # Phase 4: depth (stream 3) and Phase 5: rendered text (stream 4). Neither touches streams 0-2, so
+    # scenes, images, captions and QA are unchanged.
+
+    def depths(self, split: str, index: int) -> np.ndarray:
+        """Depths of the objects of scene ``index`` of ``split``, float32 (n,). Introduced in Phase 4."""
+        return object_depths(self.scene(split, index), self._rng(split, index, stream=3))
+
+    def depth_map(self, split: str, index: int) -> np.ndarray:
+        """Depth map float32 (H, W) of scene ``index`` of ``split``, aligned with its image. Introduced in Phase 4."""
+        return render_depth(self.scene(split, index), self.depths(split, index), self.image_size)
+
+    def depth_arrays(self, split: str, n: int) -> tuple[np.ndarray, np.ndarray, list[Scene], list[np.ndarray]]:
+        """Scenes 0..n-1 of ``split`` as uint8 images (n, H, W, 3), float32 depth maps (n, H, W), the scenes,
+        and each scene's object depths. Introduced in Phase 4."""
+        images, scenes = self.arrays(split, n)
+        depths = [object_depths(s, self._rng(split, i, stream=3)) for i, s in enumerate(scenes)]
+        maps = np.empty((n, self.image_size, self.image_size), dtype=np.float32)
+        for i, (s, d) in enumerate(zip(scenes, depths)):
+            maps[i] = render_depth(s, d, self.image_size)
+        return images, maps, scenes, depths
+
+    def text_item(self, split: str, index: int, length: int = 4, height: int = 32, width: int = 128) -> dict[str, Any]:
+        """A rendered random string: keys "image" uint8 (height, width, 3) and "text" str. Introduced in Phase 5."""
+        text = sample_text(self._rng(split, index, stream=4), length)
+        return {"image": render_text(text, height, width), "text": text}
 
 
 class ShapesDataset(torch.utils.data.Dataset):
