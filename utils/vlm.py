@@ -1,0 +1,321 @@
+"""A LLaVA-style vision-language model from library parts: open_clip vision tower + MLP projector + GPT-2.
+
+Introduced in Phase 5 (the zoo model ``data/models/tiny-vlm-shapes`` is trained by ``make models`` with these
+functions); Phase 4 uses :func:`clip_grid_tokens` and :func:`extend_vocabulary`; Phase 9 evaluates the zoo VLM.
+
+    vision tower (frozen zoo CLIP trunk) -> grid of feature vectors (B, N, C)   "patch tokens"
+    projector (MLP)                       -> (B, N, D), D = the LM's embedding width
+    splice                                -> [<bos>] [N image tokens] [question ... answer] fed as inputs_embeds
+    language model (GPT-2 from transformers)
+
+The VLM is saved as three parts, each loadable by its own library, exactly like LLaVA's components:
+``vision/`` (an open_clip ``local-dir:`` checkpoint), ``projector.safetensors`` and ``lm/``
+(``AutoModelForCausalLM`` + ``AutoTokenizer``). :meth:`TinyVLM.from_pretrained` reassembles them.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .world import COLORS, NUMBER_WORDS, QA, SHAPES, SIZES
+
+IMAGE_TOKEN = "<image>"
+# Words the world's questions and answers use that the zoo GPT's caption vocabulary lacks, plus prompt markers.
+QA_WORDS: tuple[str, ...] = (
+    "what", "color", "shape", "size", "how", "many", "are", "below", "yes", "no", "zero",
+    "circles", "squares", "triangles", "diamonds", "question", "answer", "where")
+ANSWERS: tuple[str, ...] = COLORS + SHAPES + SIZES + NUMBER_WORDS[:5] + ("yes", "no")
+
+
+def answer_word(qa: QA) -> str:
+    """The answer as one vocabulary word: counts become number words ("2" -> "two"), the rest stay."""
+    return NUMBER_WORDS[int(qa.answer)] if qa.kind == "count" else qa.answer
+
+
+def vqa_prompt(question: str) -> str:
+    """The text around the image for a question: ``"question: ... <image> answer:"`` (the answer follows).
+
+    The question comes first so that, in a causal LM, every image token can attend to it: each image token
+    can then check "am I what the question asks about?", which yes/no questions need."""
+    return f"question: {question} {IMAGE_TOKEN} answer:"
+
+
+def caption_prompt() -> str:
+    """Stage-1 prompt: the image alone; the caption follows."""
+    return IMAGE_TOKEN
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Parts
+
+
+@torch.no_grad()
+def clip_grid_tokens(visual: nn.Module, images: torch.Tensor, layer: str = "layer3", batch_size: int = 512,
+                     grad: bool = False) -> torch.Tensor:
+    """The zoo CLIP image tower's feature grid as a token sequence (B, H'*W', C): its "patch tokens".
+
+    ``visual`` is open_clip's ModifiedResNet; we run its stem and residual stages up to ``layer`` and skip the
+    attention pool that would squeeze the grid into one vector (LLaVA likewise reads a ViT's patch tokens from
+    a layer before the pooled output). ``images`` are CLIP-normalised (B, 3, S, S); a 64-px input gives a 4x4
+    grid at ``layer3``. Row-major order: token r*W'+c is grid cell (r, c). Introduced in Phase 4.
+    """
+    with torch.set_grad_enabled(grad):
+        outs = []
+        for i in range(0, len(images), batch_size):
+            x = visual.stem(images[i:i + batch_size].to(next(visual.parameters()).device))
+            for name in ("layer1", "layer2", "layer3", "layer4"):
+                x = getattr(visual, name)(x)
+                if name == layer:
+                    break
+            outs.append(x.flatten(2).transpose(1, 2))
+        return torch.cat(outs)
+
+
+def mlp_projector(vision_dim: int, lm_dim: int, hidden: int | None = None) -> nn.Sequential:
+    """LLaVA-1.5's projector: Linear -> GELU -> Linear, vision features to the LM's embedding width."""
+    hidden = hidden or lm_dim
+    return nn.Sequential(nn.Linear(vision_dim, hidden), nn.GELU(), nn.Linear(hidden, lm_dim))
+
+
+def extend_vocabulary(lm, tokenizer, words: Sequence[str] = QA_WORDS, special: Sequence[str] = (IMAGE_TOKEN,)) -> int:
+    """Teach an LM's tokenizer new whole words and special tokens, and grow its embedding table to match.
+
+    The library way (``tokenizer.add_tokens`` + ``model.resize_token_embeddings``), as LLaVA does for
+    ``<image>``; new rows start at the mean of the old embeddings. Returns how many tokens were added.
+    """
+    from transformers import AddedToken
+
+    n = tokenizer.add_tokens([AddedToken(w, single_word=True) for w in words if w not in tokenizer.get_vocab()])
+    n += tokenizer.add_special_tokens({"additional_special_tokens": list(special)})
+    lm.resize_token_embeddings(len(tokenizer))
+    return n
+
+
+def extend_positions(lm, n_positions: int) -> None:
+    """Give a GPT-2 a longer position table (old rows kept, new rows at their mean), for image + text."""
+    wpe = lm.transformer.wpe
+    old = wpe.weight.data
+    if n_positions <= old.shape[0]:
+        return
+    new = nn.Embedding(n_positions, old.shape[1]).to(old.device)
+    new.weight.data[: old.shape[0]] = old
+    new.weight.data[old.shape[0]:] = old.mean(0)
+    lm.transformer.wpe = new
+    lm.config.n_positions = n_positions
+
+
+def splice_image_tokens(text_embeds: torch.Tensor, input_ids: torch.Tensor, image_embeds: torch.Tensor,
+                        image_token_id: int) -> torch.Tensor:
+    """Replace the one ``<image>`` placeholder in each row with that row's N image embeddings.
+
+    ``text_embeds`` (B, T, D) are the LM's embeddings of ``input_ids`` (B, T); ``image_embeds`` (B, N, D).
+    Returns (B, T - 1 + N, D): the tokens before the placeholder, the image tokens, the tokens after.
+    Every row must hold exactly one placeholder. Introduced in Phase 5 (exercise 5.2).
+    """
+    assert (input_ids == image_token_id).sum(1).eq(1).all(), "each row needs exactly one <image> token"
+    pos = (input_ids == image_token_id).float().argmax(1)
+    rows = []
+    for b in range(len(input_ids)):
+        p = int(pos[b])
+        rows.append(torch.cat([text_embeds[b, :p], image_embeds[b], text_embeds[b, p + 1:]]))
+    return torch.stack(rows)
+
+
+def splice_labels(labels: torch.Tensor, input_ids: torch.Tensor, n_image: int, image_token_id: int) -> torch.Tensor:
+    """Labels for the spliced sequence: -100 (no loss) on the N image positions, the text labels elsewhere."""
+    fill = torch.full((labels.shape[0], n_image, 1), -100, dtype=labels.dtype, device=labels.device)
+    return splice_image_tokens(labels[..., None], input_ids, fill, image_token_id)[..., 0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The model
+
+
+class TinyVLM(nn.Module):
+    """vision tower -> projector -> spliced into a causal LM's input embeddings (LLaVA's architecture)."""
+
+    def __init__(self, visual: nn.Module, projector: nn.Module, lm, tokenizer, layer: str = "layer3",
+                 image_size: int = 64) -> None:
+        super().__init__()
+        self.visual, self.projector, self.lm = visual, projector, lm
+        self.tokenizer, self.layer, self.image_size = tokenizer, layer, image_size
+        self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.projector.parameters()).device
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Grid tokens of CLIP-normalised images (B, 3, S, S) -> (B, N, C); gradients only if the tower trains."""
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.visual.parameters())
+        return clip_grid_tokens(self.visual, images, self.layer, grad=grad)
+
+    def embed(self, features: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """Spliced input embeddings: projected image ``features`` (B, N, C) at each row's ``<image>``."""
+        text = self.lm.get_input_embeddings()(input_ids)
+        return splice_image_tokens(text, input_ids, self.projector(features), self.image_token_id)
+
+    def forward(self, features: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits over the spliced sequence (B, T - 1 + N, V). ``features`` are grid tokens (image_features)."""
+        ones = torch.ones(len(input_ids), features.shape[1], 1, device=input_ids.device)
+        mask = splice_image_tokens(attention_mask[..., None].float(), input_ids, ones, self.image_token_id)[..., 0]
+        return self.lm(inputs_embeds=self.embed(features, input_ids), attention_mask=mask).logits
+
+    def loss(self, features: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy on the labelled text positions only."""
+        logits = self.forward(features, input_ids, (input_ids != self.tokenizer.pad_token_id).long())
+        lab = splice_labels(labels, input_ids, features.shape[1], self.image_token_id)
+        return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1), ignore_index=-100)
+
+    @torch.no_grad()
+    def answer_scores(self, features: torch.Tensor, questions: Sequence[str], candidates: Sequence[str] = ANSWERS,
+                      batch_size: int = 512) -> torch.Tensor:
+        """Log-probabilities (B, len(candidates)) of each one-word answer after each question's prompt."""
+        ids = [self.tokenizer.convert_tokens_to_ids(c) for c in candidates]
+        out = []
+        for i in range(0, len(questions), batch_size):
+            input_ids, att = encode_prompts(self.tokenizer, [vqa_prompt(q) for q in questions[i:i + batch_size]])
+            logits = self.forward(features[i:i + batch_size].to(self.device), input_ids.to(self.device),
+                                  att.to(self.device).long())
+            last = att.sum(1) - 1 + features.shape[1] - 1  # the last real position of the spliced sequence
+            out.append(logits[torch.arange(len(last)), last.to(self.device)].log_softmax(-1)[:, ids].cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def generate_text(self, features: torch.Tensor, prompts: Sequence[str], max_new_tokens: int = 24) -> list[str]:
+        """Greedy continuations of ``prompts`` (each with one ``<image>``) given grid ``features``."""
+        self.eval()
+        texts = []
+        for f, prompt in zip(features, prompts):
+            ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"][:, :-1].to(self.device)
+            embeds = self.embed(f[None].to(self.device), ids)
+            out = []
+            for _ in range(max_new_tokens):
+                nxt = int(self.lm(inputs_embeds=embeds).logits[0, -1].argmax())
+                if nxt == self.tokenizer.eos_token_id or embeds.shape[1] >= self.lm.config.n_positions:
+                    break
+                out.append(nxt)
+                embeds = torch.cat([embeds, self.lm.get_input_embeddings()(torch.tensor([[nxt]], device=self.device))], 1)
+            texts.append(self.tokenizer.decode(out, skip_special_tokens=True).strip())
+        return texts
+
+    def save_pretrained(self, path: str | Path, card: dict | None = None) -> None:
+        """Write ``vision/`` (open_clip), ``projector.safetensors`` + ``vlm_config.json`` and ``lm/`` (transformers)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.lm.save_pretrained(path / "lm")
+        self.tokenizer.save_pretrained(path / "lm")
+        save_file({k: v.contiguous() for k, v in self.projector.state_dict().items()}, path / "projector.safetensors")
+        dims = [m for m in self.projector if isinstance(m, nn.Linear)]
+        config = {"layer": self.layer, "image_size": self.image_size, "projector": "mlp",
+                  "vision_dim": dims[0].in_features, "hidden": dims[0].out_features, "lm_dim": dims[-1].out_features}
+        (path / "vlm_config.json").write_text(json.dumps(config, indent=1) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, vision: str | Path | None = None, device: str = "cpu") -> "TinyVLM":
+        """Reassemble a saved VLM: open_clip tower from ``vision`` (default: ``<path>/vision`` if present, else
+        the zoo CLIP), projector weights, and the LM + tokenizer with ``AutoModelForCausalLM.from_pretrained``."""
+        from safetensors.torch import load_file
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from .clip import ZOO_CLIP, load_clip
+
+        path = Path(path)
+        config = json.loads((path / "vlm_config.json").read_text())
+        vision = vision or (path / "vision" if (path / "vision").exists() else ZOO_CLIP)
+        clip_model, _, _ = load_clip(f"local-dir:{vision}", device=device)
+        projector = mlp_projector(config["vision_dim"], config["lm_dim"], config["hidden"])
+        projector.load_state_dict(load_file(path / "projector.safetensors"))
+        lm = AutoModelForCausalLM.from_pretrained(path / "lm").to(device)
+        tokenizer = AutoTokenizer.from_pretrained(path / "lm")
+        return cls(clip_model.visual, projector.to(device), lm, tokenizer, config["layer"], config["image_size"]).eval()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Data, training and evaluation
+
+
+def vqa_examples(world, split: str, n_scenes: int, every_question: bool = False, seed: int = 0
+                 ) -> tuple[np.ndarray, list[tuple[int, QA]]]:
+    """Images of scenes 0..n_scenes-1 and (scene index, QA) pairs: each item's own questions, or with
+    ``every_question`` every question the world can ask about the scene (many more, for training)."""
+    from .world import questions
+
+    images, scenes = world.arrays(split, n_scenes)
+    if every_question:
+        pairs = [(i, qa) for i, s in enumerate(scenes)
+                 for qa in questions(s, np.random.default_rng([seed, i]), None, world._holdout(split))]
+    else:
+        pairs = [(i, qa) for i in range(n_scenes) for qa in world.item(split, i)["qa"]]
+    return images, pairs
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of prompts to be continued: <bos> + words, no <eos>, right-padded; and the attention mask."""
+    enc = tokenizer(list(prompts), padding=True, return_tensors="pt")
+    ids, att = enc["input_ids"].clone(), enc["attention_mask"].clone()
+    last = att.sum(1) - 1  # where each row's <eos> sits
+    ids[torch.arange(len(ids)), last] = tokenizer.pad_token_id
+    att[torch.arange(len(ids)), last] = 0
+    return ids[:, :-1], att[:, :-1]
+
+
+def encode_texts(tokenizer, prompts: Sequence[str], targets: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of ``prompt + target`` (B, T), right-padded, and labels that score only the target words
+    and the closing <eos> (-100 on the prompt and padding): the model learns to answer, not to ask."""
+    full = tokenizer([f"{p} {t}" for p, t in zip(prompts, targets)], padding=True, return_tensors="pt")
+    ids = full["input_ids"]
+    prompt_len = tokenizer(list(prompts), padding=True, return_tensors="pt")["attention_mask"].sum(1) - 1  # no <eos>
+    labels = ids.masked_fill(full["attention_mask"] == 0, -100)
+    labels[torch.arange(ids.shape[1])[None, :] < prompt_len[:, None]] = -100
+    return ids, labels
+
+
+def train_vlm(vlm: TinyVLM, features: torch.Tensor, index: torch.Tensor, input_ids: torch.Tensor,
+              labels: torch.Tensor, steps: int, params, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
+              images: torch.Tensor | None = None, desc: str = "VLM"):
+    """Train ``params`` of ``vlm`` on (image ``index`` -> text) pairs for ``steps`` steps (AdamW, one-cycle).
+
+    ``features`` are precomputed grid tokens of the frozen tower (N_images, N, C); pass CLIP-normalised
+    ``images`` instead (and tower parameters in ``params``) to fine-tune the tower too. Returns a History.
+    """
+    from .train import infinite_batches, train
+
+    params = [p for p in params if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    generator = torch.Generator().manual_seed(seed)
+
+    def step(batch: tuple[torch.Tensor, ...]) -> float:
+        idx, ids, lab = batch
+        vlm.train()
+        feats = vlm.image_features(images[idx]) if images is not None else features[idx].to(vlm.device)
+        loss = vlm.loss(feats, ids.to(vlm.device), lab.to(vlm.device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        return loss.item()
+
+    return train(step, infinite_batches((index, input_ids, labels), batch_size, generator), steps, desc=desc)
+
+
+def vqa_accuracy(scores: torch.Tensor, pairs: Sequence[tuple[int, QA]], candidates: Sequence[str] = ANSWERS
+                 ) -> dict[str, float]:
+    """Accuracy per question kind (and "all") of the best-scoring candidate answer."""
+    pred = [candidates[int(i)] for i in scores.argmax(1)]
+    ok: dict[str, list[bool]] = {}
+    for p, (_, qa) in zip(pred, pairs):
+        ok.setdefault(qa.kind, []).append(p == answer_word(qa))
+    out = {k: float(np.mean(v)) for k, v in sorted(ok.items())}
+    out["all"] = float(np.mean([p == answer_word(qa) for p, (_, qa) in zip(pred, pairs)]))
+    return out
