@@ -107,7 +107,7 @@ def test_vocabulary_and_prompts(lm_and_tokenizer):
     lm, tok = lm_and_tokenizer
     ids = tok(vlm.vqa_prompt("how many squares are there?") + " two")["input_ids"]
     words = tok.convert_ids_to_tokens(ids)
-    assert words == ["<bos>", "<image>", "question", "how", "many", "squares", "are", "there", "answer", "two", "<eos>"]
+    assert words == ["<bos>", "question", "how", "many", "squares", "are", "there", "<image>", "answer", "two", "<eos>"]
     assert lm.get_input_embeddings().weight.shape[0] == len(tok)
     assert "<unk>" not in tok.convert_ids_to_tokens(tok(" ".join(vlm.ANSWERS))["input_ids"])
     p_ids, p_mask = vlm.encode_prompts(tok, ["<image> question: what color is the circle? answer:", "<image> a"])
