@@ -1,11 +1,13 @@
 """Train the course's model zoo (data/models/): `make models`. Seeded and step-bounded.
 
-    python tools/make_models.py [gpt] [clip]    # default: both
+    python tools/make_models.py [gpt] [clip] [vlm]    # default: all three, in that order
 
 tiny-gpt-shapes: a 2-layer GPT-2 caption model, saved with save_pretrained, loaded with
 AutoModelForCausalLM.from_pretrained / AutoTokenizer.from_pretrained (Phase 0 on).
 tiny-clip-shapes: a CLIP in open_clip format, loaded with
 open_clip.create_model_and_transforms("local-dir:...") (Phases 1, 3 on).
+tiny-vlm-shapes: a LLaVA-style VLM (frozen zoo CLIP tower + MLP projector + the zoo GPT, fine-tuned), saved as
+its library parts and loaded with utils.vlm.TinyVLM.from_pretrained (Phase 5 on; needs the other two).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from utils import clip, env, lm, text  # noqa: E402
+from utils import clip, env, lm, text, vlm  # noqa: E402
 from utils.world import COLORS, SHAPES, World  # noqa: E402
 
 ZOO = ROOT / "data" / "models"
@@ -159,9 +161,121 @@ def make_tiny_clip(out: Path = ZOO / "tiny-clip-shapes") -> dict[str, float]:
     return metrics
 
 
+VLM_RECIPE = {"world_seed": 0, "image_size": 32, "layer": "layer2", "n_positions": 48, "train_scenes": 12000,
+              "extra_position_questions": 0, "stage1_steps": 300, "stage2_steps": 4000, "batch_size": 128,
+              "lr": 2e-3, "seed": 0, "eval_scenes": 1000}
+
+VLM_CARD = """# tiny-vlm-shapes
+
+A LLaVA-style vision-language model assembled from the course's zoo and trained on the shapes world: the
+zoo CLIP's image tower (frozen; its stage-2 feature grid, 4×4 tokens of {vision_dim} channels, as the image
+tokens), a 2-layer MLP projector plus one learned position vector per grid cell ({projector_params:,}
+parameters) into the zoo GPT's embedding space, and the
+zoo GPT ({lm_params:,} parameters) with the question words and `<image>` added to its vocabulary and its
+position table grown to {n_positions}. The image tokens are spliced in at `<image>`:
+`question: what color is the circle? <image> answer: red`. The question comes first so that, in the causal
+LM, the image tokens can attend to it; with the image first, the same recipe left yes/no questions at chance
+(existence 0.48 in the prototype run). Saved as its library parts:
+`lm/` (`AutoModelForCausalLM` / `AutoTokenizer`), `projector.safetensors` and `vlm_config.json`; the tower is
+the zoo CLIP (`data/models/tiny-clip-shapes`, unchanged).
+
+```python
+from utils.vlm import TinyVLM
+vlm = TinyVLM.from_pretrained("data/models/tiny-vlm-shapes")
+```
+
+## Training (`utils.vlm`, `make models`; {seconds:.0f} s on a 2-core CPU)
+- Data: `World(seed={world_seed}, image_size={image_size})` train scenes 0..{last}: their captions (stage 1) and
+  their questions (6 per scene, balanced over the six kinds{extra}) (stage 2).
+- Stage 1 (alignment): projector only, captions, {stage1_steps} steps. Stage 2 (instruction tuning): projector
+  and LM, question → answer (loss on the answer only), {stage2_steps} steps. AdamW, one-cycle LR {lr},
+  batch {batch_size}, seed {seed}; the tower stays frozen throughout.
+- Text-only baseline: the same LM and vocabulary, the same stage-2 questions and steps, no image.
+
+## Metrics (val scenes 0..{eval_last}, 6 questions each; `tests/test_zoo.py` re-measures them)
+| question kind | VLM | text-only baseline |
+|---|---|---|
+{rows}
+
+Answers are scored by the LM's probability of each of the 19 answer words after `answer:`.
+
+## Limits
+Only the shapes world at 32×32. {limits}
+"""
+
+
+def write_vlm_card(out: Path = ZOO / "tiny-vlm-shapes") -> None:
+    """Write tiny-vlm-shapes/README.md from its metrics.json and its saved parts."""
+    result = json.loads((out / "metrics.json").read_text())
+    r, metrics, text_only = result["recipe"], result["metrics"], result["text_only"]
+    model = vlm.TinyVLM.from_pretrained(out)
+    rows = "\n".join(f"| {k} | {metrics[k]:.3f} | {text_only[k]:.3f} |" for k in metrics)
+    weak = [k for k in metrics if k != "all" and metrics[k] < 0.8]
+    limits = (f"Below 0.8 on: {', '.join(weak)}. Relative position (\"is the red circle left of the blue square?\") "
+              "stays at chance: this recipe does not learn to compare two objects' places." if weak else "")
+    (out / "README.md").write_text(VLM_CARD.format(
+        vision_dim=model.projector[0].in_features, projector_params=sum(p.numel() for p in model.connector_parameters()),
+        lm_params=sum(p.numel() for p in model.lm.parameters()), seconds=result["train_seconds"],
+        last=r["train_scenes"] - 1, eval_last=r["eval_scenes"] - 1, rows=rows, limits=limits, **r,
+        extra=(f", plus {r['extra_position_questions']:,} extra relative-position questions"
+               if r["extra_position_questions"] else "")))
+
+
+def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
+    """Train and save tiny-vlm-shapes (stage 1 + stage 2) and its text-only baseline; returns the metrics."""
+    import numpy as np
+
+    from utils.world import caption
+
+    r = VLM_RECIPE
+    env.seed_everything(r["seed"])
+    world = World(seed=r["world_seed"], image_size=r["image_size"])
+    model = vlm.build_vlm(r["layer"], r["image_size"], r["n_positions"])
+    images, pairs = vlm.vqa_examples(world, "train", r["train_scenes"])
+    _, every = vlm.vqa_examples(world, "train", r["train_scenes"], every_question=True, seed=r["seed"])
+    position = [p for p in every if p[1].kind == "position"]
+    rng = np.random.default_rng(r["seed"])
+    pairs += [position[int(j)] for j in rng.permutation(len(position))[: r["extra_position_questions"]]]
+    features = vlm.clip_grid_tokens(model.visual, clip.normalize_images(images), r["layer"])
+    start = time.perf_counter()
+    # stage 1: projector only, on captions
+    for p in model.lm.parameters():
+        p.requires_grad_(False)
+    captions = [caption(s, np.random.default_rng([r["seed"], i])) for i, s in enumerate(world.scenes("train", r["train_scenes"]))]
+    ids, labels = vlm.encode_texts(model.tokenizer, [vlm.caption_prompt()] * len(captions), captions)
+    h1 = vlm.train_vlm(model, features, torch.arange(len(captions)), ids, labels, r["stage1_steps"],
+                       model.connector_parameters(), r["batch_size"], r["lr"], r["seed"], desc="stage 1")
+    # stage 2: projector + LM, on questions
+    for p in model.lm.parameters():
+        p.requires_grad_(True)
+    questions, answers = [qa.question for _, qa in pairs], [vlm.answer_word(qa) for _, qa in pairs]
+    ids, labels = vlm.encode_texts(model.tokenizer, [vlm.vqa_prompt(q) for q in questions], answers)
+    h2 = vlm.train_vlm(model, features, torch.tensor([i for i, _ in pairs]), ids, labels, r["stage2_steps"],
+                       model.connector_parameters() + list(model.lm.parameters()), r["batch_size"], r["lr"],
+                       r["seed"], desc="stage 2")
+    seconds = time.perf_counter() - start
+    model.eval()
+    model.save_pretrained(out)
+    metrics = vlm.evaluate_vqa(model, world, "val", r["eval_scenes"])
+    # the blind baseline: same LM, same questions, no image
+    env.seed_everything(r["seed"])
+    blind = vlm.build_vlm(r["layer"], r["image_size"], r["n_positions"])
+    vlm.train_text_only(blind.lm, blind.tokenizer, questions, answers, r["stage2_steps"], r["batch_size"], r["lr"], r["seed"])
+    _, val_pairs = vlm.vqa_examples(world, "val", r["eval_scenes"])
+    text_only = vlm.vqa_accuracy(vlm.text_only_scores(blind.lm, blind.tokenizer, [qa.question for _, qa in val_pairs]),
+                                 val_pairs)
+    result = {"recipe": r, "metrics": metrics, "text_only": text_only, "stage1_final_loss": h1.losses[-1],
+              "stage2_final_loss": h2.losses[-1], "train_seconds": round(seconds, 1)}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_vlm_card(out)
+    return result
+
+
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["gpt", "clip"]
+    which = sys.argv[1:] or ["gpt", "clip", "vlm"]
     if "gpt" in which:
         print("tiny-gpt-shapes:", make_tiny_gpt())
     if "clip" in which:
         print("tiny-clip-shapes:", make_tiny_clip())
+    if "vlm" in which:
+        print("tiny-vlm-shapes:", make_tiny_vlm())

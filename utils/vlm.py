@@ -141,12 +141,20 @@ def splice_labels(labels: torch.Tensor, input_ids: torch.Tensor, n_image: int, i
 class TinyVLM(nn.Module):
     """vision tower -> projector -> spliced into a causal LM's input embeddings (LLaVA's architecture)."""
 
-    def __init__(self, visual: nn.Module, projector: nn.Module, lm, tokenizer, layer: str = "layer3",
-                 image_size: int = 64) -> None:
+    def __init__(self, visual: nn.Module, projector: nn.Module, lm, tokenizer, layer: str = "layer2",
+                 image_size: int = 32, n_image_tokens: int | None = None) -> None:
         super().__init__()
         self.visual, self.projector, self.lm = visual, projector, lm
         self.tokenizer, self.layer, self.image_size = tokenizer, layer, image_size
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        # A ViT's patch tokens carry position embeddings; a CNN's grid does not (only weakly, through padding),
+        # and the grid's place in the text sequence moves with the question's length. So each grid cell gets a
+        # learned position vector after projection (zeros: no effect until trained).
+        self.image_pos = nn.Parameter(torch.zeros(n_image_tokens, lm.config.n_embd)) if n_image_tokens else None
+
+    def connector_parameters(self) -> list[nn.Parameter]:
+        """What stage 1 trains: the projector and the grid position vectors."""
+        return list(self.projector.parameters()) + ([self.image_pos] if self.image_pos is not None else [])
 
     @property
     def device(self) -> torch.device:
@@ -160,7 +168,10 @@ class TinyVLM(nn.Module):
     def embed(self, features: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         """Spliced input embeddings: projected image ``features`` (B, N, C) at each row's ``<image>``."""
         text = self.lm.get_input_embeddings()(input_ids)
-        return splice_image_tokens(text, input_ids, self.projector(features), self.image_token_id)
+        image = self.projector(features)
+        if self.image_pos is not None:
+            image = image + self.image_pos
+        return splice_image_tokens(text, input_ids, image, self.image_token_id)
 
     def forward(self, features: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits over the spliced sequence (B, T - 1 + N, V). ``features`` are grid tokens (image_features)."""
@@ -214,10 +225,14 @@ class TinyVLM(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         self.lm.save_pretrained(path / "lm")
         self.tokenizer.save_pretrained(path / "lm")
-        save_file({k: v.contiguous() for k, v in self.projector.state_dict().items()}, path / "projector.safetensors")
+        weights = {k: v.contiguous() for k, v in self.projector.state_dict().items()}
+        if self.image_pos is not None:
+            weights["image_pos"] = self.image_pos.detach().contiguous()
+        save_file(weights, path / "projector.safetensors")
         dims = [m for m in self.projector if isinstance(m, nn.Linear)]
         config = {"layer": self.layer, "image_size": self.image_size, "projector": "mlp",
-                  "vision_dim": dims[0].in_features, "hidden": dims[0].out_features, "lm_dim": dims[-1].out_features}
+                  "vision_dim": dims[0].in_features, "hidden": dims[0].out_features, "lm_dim": dims[-1].out_features,
+                  "n_image_tokens": None if self.image_pos is None else self.image_pos.shape[0]}
         (path / "vlm_config.json").write_text(json.dumps(config, indent=1) + "\n")
 
     @classmethod
@@ -234,10 +249,16 @@ class TinyVLM(nn.Module):
         vision = vision or (path / "vision" if (path / "vision").exists() else ZOO_CLIP)
         clip_model, _, _ = load_clip(f"local-dir:{vision}", device=device)
         projector = mlp_projector(config["vision_dim"], config["lm_dim"], config["hidden"])
-        projector.load_state_dict(load_file(path / "projector.safetensors"))
+        weights = load_file(path / "projector.safetensors")
+        image_pos = weights.pop("image_pos", None)
+        projector.load_state_dict(weights)
         lm = AutoModelForCausalLM.from_pretrained(path / "lm").to(device)
         tokenizer = AutoTokenizer.from_pretrained(path / "lm")
-        return cls(clip_model.visual, projector.to(device), lm, tokenizer, config["layer"], config["image_size"]).eval()
+        model = cls(clip_model.visual, projector.to(device), lm, tokenizer, config["layer"], config["image_size"],
+                    config.get("n_image_tokens"))
+        if image_pos is not None:
+            model.image_pos.data.copy_(image_pos)
+        return model.to(device).eval()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -319,3 +340,74 @@ def vqa_accuracy(scores: torch.Tensor, pairs: Sequence[tuple[int, QA]], candidat
     out = {k: float(np.mean(v)) for k, v in sorted(ok.items())}
     out["all"] = float(np.mean([p == answer_word(qa) for p, (_, qa) in zip(pred, pairs)]))
     return out
+
+
+def build_vlm(layer: str = "layer2", image_size: int = 32, n_positions: int = 48, device: str = "cpu") -> TinyVLM:
+    """A fresh LLaVA-style VLM from the zoo: the zoo CLIP tower (frozen), a new MLP projector, and the zoo GPT with
+    the question words and ``<image>`` added to its vocabulary and a position table long enough for image + text."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .clip import ZOO_CLIP, load_clip
+
+    gpt = ZOO_CLIP.parent / "tiny-gpt-shapes"
+    lm = AutoModelForCausalLM.from_pretrained(gpt).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(gpt)
+    extend_vocabulary(lm, tokenizer)
+    extend_positions(lm, n_positions)
+    visual = load_clip(device=device)[0].visual.eval()
+    for p in visual.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        n, width = clip_grid_tokens(visual, torch.zeros(1, 3, image_size, image_size, device=device), layer).shape[1:]
+    return TinyVLM(visual, mlp_projector(width, lm.config.n_embd), lm, tokenizer, layer, image_size, n).to(device)
+
+
+def text_only_prompt(question: str) -> str:
+    """The text-only baseline's prompt: the VQA prompt without the image."""
+    return f"question: {question} answer:"
+
+
+def train_text_only(lm, tokenizer, questions: Sequence[str], answers: Sequence[str], steps: int,
+                    batch_size: int = 128, lr: float = 2e-3, seed: int = 0):
+    """The blind baseline: fine-tune the LM alone on (question -> answer), no image. Returns a History."""
+    from .train import infinite_batches, train
+
+    ids, labels = encode_texts(tokenizer, [text_only_prompt(q) for q in questions], answers)
+    optimizer = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+
+    def step(batch: tuple[torch.Tensor, ...]) -> float:
+        i, lab = (t.to(lm.device) for t in batch)
+        lm.train()
+        logits = lm(input_ids=i, attention_mask=(i != tokenizer.pad_token_id).long()).logits
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1), ignore_index=-100)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        return loss.item()
+
+    return train(step, infinite_batches((ids, labels), batch_size, torch.Generator().manual_seed(seed)), steps,
+                 desc="text-only")
+
+
+@torch.no_grad()
+def text_only_scores(lm, tokenizer, questions: Sequence[str], candidates: Sequence[str] = ANSWERS) -> torch.Tensor:
+    """Log-probabilities of each candidate answer after each question, from the LM alone."""
+    lm.eval()
+    ids, att = encode_prompts(tokenizer, [text_only_prompt(q) for q in questions])
+    logits = lm(input_ids=ids.to(lm.device), attention_mask=att.to(lm.device)).logits
+    last = att.sum(1) - 1
+    cand = [tokenizer.convert_tokens_to_ids(c) for c in candidates]
+    return logits[torch.arange(len(last)), last.to(lm.device)].log_softmax(-1)[:, cand].cpu()
+
+
+def evaluate_vqa(vlm: TinyVLM, world, split: str = "val", n_scenes: int = 1000) -> dict[str, float]:
+    """Per-kind accuracy of ``vlm`` on the questions of scenes 0..n_scenes-1 of ``split`` (6 per scene)."""
+    from .clip import normalize_images
+
+    images, pairs = vqa_examples(world, split, n_scenes)
+    vlm.eval()
+    features = vlm.image_features(normalize_images(images).to(vlm.device))
+    scores = vlm.answer_scores(features[[i for i, _ in pairs]], [qa.question for _, qa in pairs])
+    return vqa_accuracy(scores, pairs)
