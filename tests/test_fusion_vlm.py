@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from utils import fusion, vlm
 
@@ -141,3 +142,30 @@ def test_answer_words_cover_every_kind():
     assert vlm.answer_word(QA("how many objects are there?", "2", "count")) == "two"
     assert vlm.answer_word(QA("is there a red circle?", "no", "exists")) == "no"
     assert len(set(vlm.ANSWERS)) == len(vlm.ANSWERS) == 19
+
+
+def test_anyres_tiles_cover_the_image_and_add_a_thumbnail():
+    images = torch.arange(2 * 3 * 32 * 96, dtype=torch.float32).view(2, 3, 32, 96)
+    views = vlm.anyres_tiles(images, 32)
+    assert views.shape == (2, 4, 3, 32, 32)
+    for k in range(3):
+        assert torch.equal(views[:, 1 + k], images[..., 32 * k: 32 * (k + 1)])
+    torch.testing.assert_close(views[:, 0], F.interpolate(images, size=(32, 32), mode="area"))
+    square = torch.rand(1, 3, 64, 64)
+    assert vlm.anyres_tiles(square, 32).shape == (1, 5, 3, 32, 32)
+    with pytest.raises(AssertionError):
+        vlm.anyres_tiles(torch.rand(1, 3, 30, 64), 32)
+
+
+def test_box_tokens_round_trip_and_iou_matches_torchvision():
+    from torchvision.ops import box_iou as tv_iou
+
+    text = vlm.box_to_text((4, 8, 12, 20), image_size=32, bins=16)
+    assert text == "<box> <loc2> <loc4> <loc6> <loc10> </box>"
+    back = vlm.text_to_box(text, 32, 16)
+    assert back == (4.0, 8.0, 14.0, 22.0)
+    assert vlm.text_to_box("<box> <loc1> </box>", 32, 16) is None
+    assert len(vlm.loc_tokens(16)) == 16 and vlm.loc_tokens(16)[-1] == "<loc15>"
+    for a, b in [((0, 0, 10, 10), (5, 5, 15, 15)), ((0, 0, 4, 4), (10, 10, 12, 12)), ((1, 2, 9, 7), (1, 2, 9, 7))]:
+        expected = tv_iou(torch.tensor([a], dtype=torch.float), torch.tensor([b], dtype=torch.float)).item()
+        assert vlm.box_iou(a, b) == pytest.approx(expected)

@@ -411,3 +411,55 @@ def evaluate_vqa(vlm: TinyVLM, world, split: str = "val", n_scenes: int = 1000) 
     features = vlm.image_features(normalize_images(images).to(vlm.device))
     scores = vlm.answer_scores(features[[i for i, _ in pairs]], [qa.question for _, qa in pairs])
     return vqa_accuracy(scores, pairs)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Image preprocessing and grounding (Phase 5)
+
+
+def anyres_tiles(images: torch.Tensor, tile: int) -> torch.Tensor:
+    """AnyRes (LLaVA-NeXT) for images whose sides are multiples of ``tile``: a global view (the whole image
+    resized to ``tile`` x ``tile``) followed by the full-resolution tiles in row-major order.
+
+    (B, C, H, W) -> (B, 1 + (H/tile)*(W/tile), C, tile, tile). A wide 32x128 image at tile 32 gives the
+    thumbnail plus 4 tiles: 5 views, each encoded by the same fixed-resolution vision tower.
+    """
+    b, c, h, w = images.shape
+    assert h % tile == 0 and w % tile == 0, f"image sides {h}x{w} must be multiples of the tile {tile}"
+    thumb = F.interpolate(images, size=(tile, tile), mode="area")
+    tiles = images.unfold(2, tile, tile).unfold(3, tile, tile)           # (B, C, H/t, W/t, t, t)
+    tiles = tiles.permute(0, 2, 3, 1, 4, 5).reshape(b, -1, c, tile, tile)
+    return torch.cat([thumb.unsqueeze(1), tiles], 1)
+
+
+def loc_tokens(bins: int) -> list[str]:
+    """Coordinate tokens for grounding: ``<loc0>`` .. ``<loc{bins-1}>`` (PaliGemma's scheme, with fewer bins)."""
+    return [f"<loc{i}>" for i in range(bins)]
+
+
+def box_to_text(box: Sequence[float], image_size: int, bins: int) -> str:
+    """A pixel box (x0, y0, x1, y1) as ``"<box> <locA> <locB> <locC> <locD> </box>"``: each coordinate divided by
+    the image size and quantised to one of ``bins`` bins."""
+    q = [min(bins - 1, max(0, int(v / image_size * bins))) for v in box]
+    return "<box> " + " ".join(f"<loc{i}>" for i in q) + " </box>"
+
+
+def text_to_box(text: str, image_size: int, bins: int) -> tuple[float, float, float, float] | None:
+    """Parse the first four ``<locK>`` tokens back to a pixel box (bin edges for x0/y0, far edges for x1/y1);
+    None if fewer than four are present."""
+    import re
+
+    k = [int(m) for m in re.findall(r"<loc(\d+)>", text)][:4]
+    if len(k) < 4:
+        return None
+    step = image_size / bins
+    return (k[0] * step, k[1] * step, (k[2] + 1) * step, (k[3] + 1) * step)
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
