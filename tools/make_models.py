@@ -232,10 +232,11 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
     world = World(seed=r["world_seed"], image_size=r["image_size"])
     model = vlm.build_vlm(r["layer"], r["image_size"], r["n_positions"])
     images, pairs = vlm.vqa_examples(world, "train", r["train_scenes"])
-    _, every = vlm.vqa_examples(world, "train", r["train_scenes"], every_question=True, seed=r["seed"])
-    position = [p for p in every if p[1].kind == "position"]
-    rng = np.random.default_rng(r["seed"])
-    pairs += [position[int(j)] for j in rng.permutation(len(position))[: r["extra_position_questions"]]]
+    if r["extra_position_questions"]:
+        _, every = vlm.vqa_examples(world, "train", r["train_scenes"], every_question=True, seed=r["seed"])
+        position = [p for p in every if p[1].kind == "position"]
+        rng = np.random.default_rng(r["seed"])
+        pairs += [position[int(j)] for j in rng.permutation(len(position))[: r["extra_position_questions"]]]
     features = vlm.clip_grid_tokens(model.visual, clip.normalize_images(images), r["layer"])
     start = time.perf_counter()
     # stage 1: projector only, on captions

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .env import REPO_ROOT
-from .train import History, train
+from .train import History, adamw_one_cycle, train, update
 from .world import World, caption, class_names
 
 ZOO_CLIP = REPO_ROOT / "data" / "models" / "tiny-clip-shapes"
@@ -180,10 +180,7 @@ def train_clip(model, images: torch.Tensor, tokens: torch.Tensor, steps: int, ba
     loss_fn = loss_fn or ClipLoss()
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.1)
-    # 10 % warm-up (at least 2 steps, so very short smoke-test runs keep a valid schedule)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps,
-                                                   pct_start=max(0.1, 2 / steps))
+    optimizer, schedule = adamw_one_cycle(model.parameters(), lr, steps, weight_decay=0.1)
     draw = sampler or (lambda g: torch.randint(0, len(images), (batch_size,), generator=g))
 
     def batches():
@@ -193,12 +190,7 @@ def train_clip(model, images: torch.Tensor, tokens: torch.Tensor, steps: int, ba
 
     def step(batch) -> float:
         model.train()
-        loss = loss_fn(*model(*batch))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        return loss.item()
+        return update(loss_fn(*model(*batch)), optimizer, schedule)
 
     return train(step, batches(), steps, desc=desc)
 

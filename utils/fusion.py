@@ -23,8 +23,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .train import History, infinite_batches, train
-from .vlm import ANSWERS, answer_word, clip_grid_tokens
+from .embeddings import masked_mean
+from .train import History, adamw_one_cycle, infinite_batches, train, update
+from .vlm import ANSWERS, answer_word, clip_grid_tokens, last_token_scores, per_kind_accuracy  # noqa: F401
 
 PATTERNS: tuple[str, ...] = ("concat", "cross_attention", "qformer", "projector", "early")
 KINDS: tuple[str, ...] = ("color", "shape", "count", "exists", "position")
@@ -65,8 +66,7 @@ def attention_cost(n_inputs: int, n_latents: int, depth: int) -> dict[str, int]:
 def concat_features(pooled_image: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
     """Concatenation fusion's input: [image embedding ; mean of the question's real (unpadded) token states].
     (B, E), (B, T, D), (B, T) bool -> (B, E + D). Exercise 4.1."""
-    m = text_mask.unsqueeze(-1).to(text.dtype)
-    return torch.cat([pooled_image, (text * m).sum(1) / m.sum(1).clamp(min=1)], -1)
+    return torch.cat([pooled_image, masked_mean(text, text_mask)], -1)
 
 
 def add_depth(features: torch.Tensor, depth: torch.Tensor, encode: nn.Module, zero: nn.Module) -> torch.Tensor:
@@ -230,12 +230,6 @@ def _encoder(dim: int, depth: int, heads: int = 4) -> nn.TransformerEncoder:
     return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over positions where ``mask`` (B, T) is true."""
-    m = mask.unsqueeze(-1).to(x.dtype)
-    return (x * m).sum(1) / m.sum(1).clamp(min=1)
-
-
 class CrossAttentionLayer(nn.Module):
     """Self-attention over the question, then cross-attention to the image tokens, then an MLP (pre-norm)."""
 
@@ -321,20 +315,13 @@ def train_classifier(model: nn.Module, data: dict[str, torch.Tensor], steps: int
     """Train ``model(batch) -> logits`` against ``data["answer"]`` with AdamW + one-cycle; rows are drawn
     through ``data["row"]`` (question -> image index for image tensors). Returns (history, seconds per step)."""
     torch.manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    optimizer, schedule = adamw_one_cycle(model.parameters(), lr, steps)
     n = len(data["answer"])
     generator = torch.Generator().manual_seed(seed)
 
     def step(batch: tuple[torch.Tensor, ...]) -> float:
         model.train()
-        loss = F.cross_entropy(model(take(data, batch[0])), data["answer"][batch[0]])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        return loss.item()
+        return update(F.cross_entropy(model(take(data, batch[0])), data["answer"][batch[0]]), optimizer, schedule)
 
     start = time.perf_counter()
     history = train(step, infinite_batches((torch.arange(n),), batch_size, generator), steps, desc=desc)
@@ -365,11 +352,7 @@ def predict(model: nn.Module, data: dict[str, torch.Tensor], batch_size: int = 1
 
 def accuracy_by_kind(pred: torch.Tensor, data: dict) -> dict[str, float]:
     """Accuracy per question kind (``data["kinds"]``, a list) and overall ("all")."""
-    ok = (pred == data["answer"]).numpy()
-    kinds = np.array(data["kinds"])
-    out = {k: float(ok[kinds == k].mean()) for k in KINDS if (kinds == k).any()}
-    out["all"] = float(ok.mean())
-    return out
+    return per_kind_accuracy((pred == data["answer"]).tolist(), data["kinds"], KINDS)
 
 
 def encode_questions(lm, tokenizer, questions: Sequence[str], max_length: int = 14
@@ -422,12 +405,6 @@ def vqa_data(world, split: str, n_scenes: int, visual: nn.Module, lm, tokenizer,
         data["codes"] = vq_tokens(image_patches(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255, patch),
                                   codebook)
     return data
-
-
-def last_token_scores(logits: torch.Tensor, attention_mask: torch.Tensor, candidate_ids: Sequence[int]) -> torch.Tensor:
-    """Log-probabilities of the candidate tokens at each row's last real position (right-padded rows)."""
-    last = attention_mask.sum(1) - 1
-    return logits[torch.arange(len(last)), last].log_softmax(-1)[:, list(candidate_ids)]
 
 
 def accuracy_table(rows: dict[str, dict[str, float]], columns: Sequence[str]) -> str:

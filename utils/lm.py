@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from .text import lm_loss as reference_lm_loss
-from .train import History, infinite_batches, train
+from .train import History, adamw_one_cycle, infinite_batches, train, update
 
 
 def tiny_gpt(vocab_size: int, n_positions: int = 32, n_embd: int = 64, n_layer: int = 2, n_head: int = 4,
@@ -37,18 +37,12 @@ def train_caption_lm(model, input_ids: torch.Tensor, labels: torch.Tensor, steps
                      lr: float = 3e-3, loss_fn: Callable = reference_lm_loss, seed: int = 0) -> History:
     """Train ``model`` on next-token prediction with ``loss_fn(logits, labels)``; returns the loss history."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    optimizer, schedule = adamw_one_cycle(model.parameters(), lr, steps)
 
     def step(batch: tuple[torch.Tensor, ...]) -> float:
         ids, lab = (t.to(model.device) for t in batch)
         model.train()
-        loss = loss_fn(model(input_ids=ids, attention_mask=(lab != -100).long()).logits, lab)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        return loss.item()
+        return update(loss_fn(model(input_ids=ids, attention_mask=(lab != -100).long()).logits, lab), optimizer, schedule)
 
     return train(step, infinite_batches((input_ids, labels), batch_size, generator), steps, desc="caption LM")
 

@@ -16,6 +16,24 @@ from tqdm.auto import tqdm
 from .env import is_ci
 
 
+def adamw_one_cycle(params, lr: float, steps: int, weight_decay: float = 0.01
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW over the parameters that require gradients, with a one-cycle schedule peaking at ``lr``: 10 %
+    warm-up (at least 2 steps, so very short smoke-test runs keep a valid schedule), then annealing."""
+    optimizer = torch.optim.AdamW([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=max(0.1, 2 / steps))
+    return optimizer, schedule
+
+
+def update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule) -> float:
+    """One optimisation step on ``loss`` (zero grads, backward, step, advance the schedule); returns its value."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    return loss.item()
+
+
 def train_step(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
                optimizer: torch.optim.Optimizer) -> float:
     """One step of supervised classification: forward, cross-entropy, backward, update. Returns the loss.

@@ -56,7 +56,6 @@ def caption_prompt() -> str:
 # Parts
 
 
-@torch.no_grad()
 def clip_grid_tokens(visual: nn.Module, images: torch.Tensor, layer: str = "layer3", batch_size: int = 512,
                      grad: bool = False) -> torch.Tensor:
     """The zoo CLIP image tower's feature grid as a token sequence (B, H'*W', C): its "patch tokens".
@@ -193,10 +192,11 @@ class TinyVLM(nn.Module):
         out = []
         for i in range(0, len(questions), batch_size):
             input_ids, att = encode_prompts(self.tokenizer, [vqa_prompt(q) for q in questions[i:i + batch_size]])
-            logits = self.forward(features[i:i + batch_size].to(self.device), input_ids.to(self.device),
-                                  att.to(self.device).long())
-            last = att.sum(1) - 1 + features.shape[1] - 1  # the last real position of the spliced sequence
-            out.append(logits[torch.arange(len(last)), last.to(self.device)].log_softmax(-1)[:, ids].cpu())
+            f = features[i:i + batch_size].to(self.device)
+            logits = self.forward(f, input_ids.to(self.device), att.to(self.device).long())
+            spliced = att.sum(1, keepdim=True) + f.shape[1] - 1  # real length after <image> becomes N tokens
+            mask = (torch.arange(logits.shape[1])[None] < spliced).long()
+            out.append(last_token_scores(logits, mask.to(self.device), ids).cpu())
         return torch.cat(out)
 
     @torch.no_grad()
@@ -309,37 +309,42 @@ def train_vlm(vlm: TinyVLM, features: torch.Tensor, index: torch.Tensor, input_i
     ``features`` are precomputed grid tokens of the frozen tower (N_images, N, C); pass CLIP-normalised
     ``images`` instead (and tower parameters in ``params``) to fine-tune the tower too. Returns a History.
     """
-    from .train import infinite_batches, train
+    from .train import adamw_one_cycle, infinite_batches, train, update
 
-    params = [p for p in params if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    optimizer, schedule = adamw_one_cycle(params, lr, steps)
     generator = torch.Generator().manual_seed(seed)
 
     def step(batch: tuple[torch.Tensor, ...]) -> float:
         idx, ids, lab = batch
         vlm.train()
         feats = vlm.image_features(images[idx]) if images is not None else features[idx].to(vlm.device)
-        loss = vlm.loss(feats, ids.to(vlm.device), lab.to(vlm.device))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        return loss.item()
+        return update(vlm.loss(feats, ids.to(vlm.device), lab.to(vlm.device)), optimizer, schedule)
 
     return train(step, infinite_batches((index, input_ids, labels), batch_size, generator), steps, desc=desc)
+
+
+def last_token_scores(logits: torch.Tensor, attention_mask: torch.Tensor, candidate_ids: Sequence[int]) -> torch.Tensor:
+    """Log-probabilities of the candidate tokens at each row's last real position (right-padded rows)."""
+    last = attention_mask.sum(1) - 1
+    return logits[torch.arange(len(last), device=logits.device), last].log_softmax(-1)[:, list(candidate_ids)]
+
+
+def per_kind_accuracy(correct: Sequence[bool], kinds: Sequence[str], order: Sequence[str] | None = None
+                      ) -> dict[str, float]:
+    """Accuracy per question kind, in ``order`` (default: sorted; kinds outside ``order`` are left out), and
+    over everything ("all")."""
+    ok, kinds = np.asarray(correct, dtype=bool), np.asarray(kinds)
+    order = sorted(set(kinds.tolist())) if order is None else order
+    out = {k: float(ok[kinds == k].mean()) for k in order if (kinds == k).any()}
+    out["all"] = float(ok.mean())
+    return out
 
 
 def vqa_accuracy(scores: torch.Tensor, pairs: Sequence[tuple[int, QA]], candidates: Sequence[str] = ANSWERS
                  ) -> dict[str, float]:
     """Accuracy per question kind (and "all") of the best-scoring candidate answer."""
     pred = [candidates[int(i)] for i in scores.argmax(1)]
-    ok: dict[str, list[bool]] = {}
-    for p, (_, qa) in zip(pred, pairs):
-        ok.setdefault(qa.kind, []).append(p == answer_word(qa))
-    out = {k: float(np.mean(v)) for k, v in sorted(ok.items())}
-    out["all"] = float(np.mean([p == answer_word(qa) for p, (_, qa) in zip(pred, pairs)]))
-    return out
+    return per_kind_accuracy([p == answer_word(qa) for p, (_, qa) in zip(pred, pairs)], [qa.kind for _, qa in pairs])
 
 
 def build_vlm(layer: str = "layer2", image_size: int = 32, n_positions: int = 48, device: str = "cpu") -> TinyVLM:
@@ -370,22 +375,17 @@ def text_only_prompt(question: str) -> str:
 def train_text_only(lm, tokenizer, questions: Sequence[str], answers: Sequence[str], steps: int,
                     batch_size: int = 128, lr: float = 2e-3, seed: int = 0):
     """The blind baseline: fine-tune the LM alone on (question -> answer), no image. Returns a History."""
-    from .train import infinite_batches, train
+    from .train import adamw_one_cycle, infinite_batches, train, update
 
     ids, labels = encode_texts(tokenizer, [text_only_prompt(q) for q in questions], answers)
-    optimizer = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    optimizer, schedule = adamw_one_cycle(lm.parameters(), lr, steps)
 
     def step(batch: tuple[torch.Tensor, ...]) -> float:
         i, lab = (t.to(lm.device) for t in batch)
         lm.train()
         logits = lm(input_ids=i, attention_mask=(i != tokenizer.pad_token_id).long()).logits
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1), ignore_index=-100)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        return loss.item()
+        return update(loss, optimizer, schedule)
 
     return train(step, infinite_batches((ids, labels), batch_size, torch.Generator().manual_seed(seed)), steps,
                  desc="text-only")
@@ -397,9 +397,7 @@ def text_only_scores(lm, tokenizer, questions: Sequence[str], candidates: Sequen
     lm.eval()
     ids, att = encode_prompts(tokenizer, [text_only_prompt(q) for q in questions])
     logits = lm(input_ids=ids.to(lm.device), attention_mask=att.to(lm.device)).logits
-    last = att.sum(1) - 1
-    cand = [tokenizer.convert_tokens_to_ids(c) for c in candidates]
-    return logits[torch.arange(len(last)), last.to(lm.device)].log_softmax(-1)[:, cand].cpu()
+    return last_token_scores(logits, att.to(lm.device), [tokenizer.convert_tokens_to_ids(c) for c in candidates]).cpu()
 
 
 def evaluate_vqa(vlm: TinyVLM, world, split: str = "val", n_scenes: int = 1000) -> dict[str, float]:
