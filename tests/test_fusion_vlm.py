@@ -169,3 +169,86 @@ def test_box_tokens_round_trip_and_iou_matches_torchvision():
     for a, b in [((0, 0, 10, 10), (5, 5, 15, 15)), ((0, 0, 4, 4), (10, 10, 12, 12)), ((1, 2, 9, 7), (1, 2, 9, 7))]:
         expected = tv_iou(torch.tensor([a], dtype=torch.float), torch.tensor([b], dtype=torch.float)).item()
         assert vlm.box_iou(a, b) == pytest.approx(expected)
+
+
+@pytest.fixture(scope="module")
+def world():
+    from utils.world import World
+
+    return World(seed=0, image_size=32)
+
+
+@pytest.mark.parametrize("kind, n_out", [("linear", 16), ("mlp", 16), ("qformer", 4)])
+def test_every_connector_trains_and_scores(kind, n_out, world):
+    from utils.clip import normalize_images
+
+    torch.manual_seed(0)
+    model = vlm.build_vlm("layer2", 32, projector=kind)
+    assert (model.image_pos is None) == (kind == "qformer")  # the Q-Former's queries carry their own positions
+    images, pairs = vlm.vqa_examples(world, "train", 8)
+    grid = vlm.clip_grid_tokens(model.visual, normalize_images(images), "layer2")
+    ids, labels = vlm.encode_texts(model.tokenizer, [vlm.vqa_prompt(qa.question) for _, qa in pairs],
+                                   [vlm.answer_word(qa) for _, qa in pairs])
+    index = torch.tensor([i for i, _ in pairs])
+    assert model.embed(grid[index], ids).shape[1] == ids.shape[1] - 1 + n_out
+    hist = vlm.train_vlm(model, grid, index, ids, labels, 3, model.connector_parameters(), 8, 1e-3)
+    assert len(hist.losses) == 3 and all(l == l for l in hist.losses)
+    scores = model.answer_scores(grid[index], [qa.question for _, qa in pairs])
+    assert scores.shape == (len(pairs), len(vlm.ANSWERS))
+    nll = vlm.caption_nll(model, grid[index], ids, labels)
+    assert nll.shape == (len(pairs),) and (nll > 0).all()
+    with pytest.raises(ValueError):
+        vlm.make_projector("perceiver", 8, 8, 4)
+
+
+def test_caption_nll_is_the_training_loss_per_row(world):
+    from utils.clip import normalize_images
+
+    torch.manual_seed(0)
+    model = vlm.build_vlm("layer2", 32).eval()
+    images, scenes = world.arrays("val", 4)
+    grid = vlm.clip_grid_tokens(model.visual, normalize_images(images), "layer2")
+    ids, labels = vlm.encode_texts(model.tokenizer, [vlm.caption_prompt()] * 4, ["a red circle."] * 4)
+    with torch.no_grad():
+        assert vlm.caption_nll(model, grid, ids, labels).mean().item() == pytest.approx(
+            model.loss(grid, ids, labels).item(), rel=1e-5)  # equal lengths: mean of rows = mean of tokens
+
+
+def test_grounding_examples_tokens_and_generation(world):
+    images, rows = vlm.grounding_examples(world, "val", 5, vlm.GROUNDING_BINS)
+    scenes = world.scenes("val", 5)
+    assert len(rows) == sum(len(s.objects) for s in scenes)
+    i, q, answer, box = rows[0]
+    o = scenes[i].objects[0]
+    assert q == f"where is the {o.color} {o.shape}?" and box == o.bbox(32)
+    assert vlm.text_to_box(answer, 32, vlm.GROUNDING_BINS) is not None
+    torch.manual_seed(0)
+    model = vlm.build_vlm("layer2", 32)
+    added = vlm.add_grounding_tokens(model.lm, model.tokenizer, vlm.GROUNDING_BINS)
+    assert added == 2 + vlm.GROUNDING_BINS
+    assert model.tokenizer.tokenize(answer) == answer.split()  # every <loc> is one token
+    assert model.tokenizer.convert_tokens_to_ids(vlm.IMAGE_TOKEN) == model.image_token_id
+    from utils.clip import normalize_images
+
+    grid = vlm.clip_grid_tokens(model.visual, normalize_images(images), "layer2")
+    ious = vlm.grounding_ious(model, grid, rows[:3], vlm.GROUNDING_BINS)
+    assert ious.shape == (3,) and ((ious >= 0) & (ious <= 1)).all()
+
+
+def test_text_views_tokens_and_reader(world):
+    from utils.clip import load_clip
+    from utils.world import TEXT_ALPHABET
+
+    images, chars = vlm.text_reading_data(world, "val", 3)
+    assert images.shape == (3, 3, 32, 128) and chars.shape == (3, 4) and int(chars.max()) < len(TEXT_ALPHABET)
+    assert vlm.text_views(images, "low").shape == (3, 1, 3, 32, 32)
+    assert vlm.text_views(images, "anyres").shape == (3, 5, 3, 32, 32)
+    with pytest.raises(ValueError):
+        vlm.text_views(images, "native")
+    visual = load_clip()[0].visual.eval()
+    tokens = vlm.view_tokens(visual, vlm.text_views(images, "anyres"))
+    assert tokens.shape == (3, 80, 128)
+    reader = vlm.TextReader(80, 4, len(TEXT_ALPHABET))
+    logits = reader({"tokens": tokens})
+    assert logits.shape == (3, len(TEXT_ALPHABET), 4)
+    assert F.cross_entropy(logits, chars).item() > 0

@@ -8,9 +8,10 @@ functions); Phase 4 uses :func:`clip_grid_tokens` and :func:`extend_vocabulary`;
     splice                                -> [<bos>] [N image tokens] [question ... answer] fed as inputs_embeds
     language model (GPT-2 from transformers)
 
-The VLM is saved as three parts, each loadable by its own library, exactly like LLaVA's components:
-``vision/`` (an open_clip ``local-dir:`` checkpoint), ``projector.safetensors`` and ``lm/``
-(``AutoModelForCausalLM`` + ``AutoTokenizer``). :meth:`TinyVLM.from_pretrained` reassembles them.
+The VLM is saved as its parts, each loadable by its own library, like LLaVA's components: ``lm/``
+(``AutoModelForCausalLM`` + ``AutoTokenizer``), ``projector.safetensors`` + ``vlm_config.json``, and the vision
+tower, which stays the zoo CLIP (open_clip ``local-dir:``; a ``vision/`` folder next to them overrides it).
+:meth:`TinyVLM.from_pretrained` reassembles them.
 """
 from __future__ import annotations
 
@@ -81,6 +82,38 @@ def mlp_projector(vision_dim: int, lm_dim: int, hidden: int | None = None) -> nn
     """LLaVA-1.5's projector: Linear -> GELU -> Linear, vision features to the LM's embedding width."""
     hidden = hidden or lm_dim
     return nn.Sequential(nn.Linear(vision_dim, hidden), nn.GELU(), nn.Linear(hidden, lm_dim))
+
+
+class QFormerProjector(nn.Module):
+    """A one-layer Q-Former as a VLM connector (BLIP-2's idea, Phase 4's resampler): grid tokens go to the LM's
+    width, get a learned position each (the queries must know where a token came from), and K learned queries
+    read them by cross-attention. (B, N, C) -> (B, K, D): the LM sees K tokens whatever N is."""
+
+    def __init__(self, vision_dim: int, lm_dim: int, n_tokens: int, n_queries: int = 4, heads: int = 4) -> None:
+        super().__init__()
+        from .fusion import Resampler
+
+        self.inp = nn.Linear(vision_dim, lm_dim)
+        self.pos = nn.Parameter(torch.randn(n_tokens, lm_dim) * 0.02)
+        self.resampler = Resampler(lm_dim, n_queries, heads)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.resampler(self.inp(features) + self.pos)
+
+
+PROJECTORS: tuple[str, ...] = ("linear", "mlp", "qformer")
+
+
+def make_projector(kind: str, vision_dim: int, lm_dim: int, n_tokens: int, n_queries: int = 4) -> nn.Module:
+    """One of the three connectors Phase 5 compares: ``"linear"`` (LLaVA-1), ``"mlp"`` (LLaVA-1.5) or
+    ``"qformer"`` (BLIP-2 style, ``n_queries`` output tokens)."""
+    if kind == "linear":
+        return nn.Linear(vision_dim, lm_dim)
+    if kind == "mlp":
+        return mlp_projector(vision_dim, lm_dim)
+    if kind == "qformer":
+        return QFormerProjector(vision_dim, lm_dim, n_tokens, n_queries)
+    raise ValueError(f"unknown projector {kind!r}; pick one of {PROJECTORS}")
 
 
 def extend_vocabulary(lm, tokenizer, words: Sequence[str] = QA_WORDS, special: Sequence[str] = (IMAGE_TOKEN,)) -> int:
@@ -174,14 +207,20 @@ class TinyVLM(nn.Module):
 
     def forward(self, features: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits over the spliced sequence (B, T - 1 + N, V). ``features`` are grid tokens (image_features)."""
-        ones = torch.ones(len(input_ids), features.shape[1], 1, device=input_ids.device)
+        embeds = self.embed(features, input_ids)
+        ones = torch.ones(len(input_ids), self.n_image_out(embeds, input_ids), 1, device=input_ids.device)
         mask = splice_image_tokens(attention_mask[..., None].float(), input_ids, ones, self.image_token_id)[..., 0]
-        return self.lm(inputs_embeds=self.embed(features, input_ids), attention_mask=mask).logits
+        return self.lm(inputs_embeds=embeds, attention_mask=mask).logits
+
+    @staticmethod
+    def n_image_out(embeds: torch.Tensor, input_ids: torch.Tensor) -> int:
+        """How many image tokens the splice inserted (N for a projector, K for a Q-Former)."""
+        return embeds.shape[1] - input_ids.shape[1] + 1
 
     def loss(self, features: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy on the labelled text positions only."""
         logits = self.forward(features, input_ids, (input_ids != self.tokenizer.pad_token_id).long())
-        lab = splice_labels(labels, input_ids, features.shape[1], self.image_token_id)
+        lab = splice_labels(labels, input_ids, logits.shape[1] - input_ids.shape[1] + 1, self.image_token_id)
         return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1), ignore_index=-100)
 
     @torch.no_grad()
@@ -194,14 +233,16 @@ class TinyVLM(nn.Module):
             input_ids, att = encode_prompts(self.tokenizer, [vqa_prompt(q) for q in questions[i:i + batch_size]])
             f = features[i:i + batch_size].to(self.device)
             logits = self.forward(f, input_ids.to(self.device), att.to(self.device).long())
-            spliced = att.sum(1, keepdim=True) + f.shape[1] - 1  # real length after <image> becomes N tokens
+            spliced = att.sum(1, keepdim=True) + logits.shape[1] - input_ids.shape[1]  # <image> became N tokens
             mask = (torch.arange(logits.shape[1])[None] < spliced).long()
             out.append(last_token_scores(logits, mask.to(self.device), ids).cpu())
         return torch.cat(out)
 
     @torch.no_grad()
-    def generate_text(self, features: torch.Tensor, prompts: Sequence[str], max_new_tokens: int = 24) -> list[str]:
-        """Greedy continuations of ``prompts`` (each with one ``<image>``) given grid ``features``."""
+    def generate_text(self, features: torch.Tensor, prompts: Sequence[str], max_new_tokens: int = 24,
+                      skip_special_tokens: bool = True) -> list[str]:
+        """Greedy continuations of ``prompts`` (each with one ``<image>``) given grid ``features``; keep special
+        tokens such as ``<loc3>`` in the text with ``skip_special_tokens=False``."""
         self.eval()
         texts = []
         for f, prompt in zip(features, prompts):
@@ -214,11 +255,12 @@ class TinyVLM(nn.Module):
                     break
                 out.append(nxt)
                 embeds = torch.cat([embeds, self.lm.get_input_embeddings()(torch.tensor([[nxt]], device=self.device))], 1)
-            texts.append(self.tokenizer.decode(out, skip_special_tokens=True).strip())
+            texts.append(self.tokenizer.decode(out, skip_special_tokens=skip_special_tokens).strip())
         return texts
 
     def save_pretrained(self, path: str | Path, card: dict | None = None) -> None:
-        """Write ``vision/`` (open_clip), ``projector.safetensors`` + ``vlm_config.json`` and ``lm/`` (transformers)."""
+        """Write ``projector.safetensors`` + ``vlm_config.json`` and ``lm/`` (transformers); the frozen tower is not
+        copied (it is the zoo CLIP). Only the MLP projector is saved this way."""
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -347,9 +389,11 @@ def vqa_accuracy(scores: torch.Tensor, pairs: Sequence[tuple[int, QA]], candidat
     return per_kind_accuracy([p == answer_word(qa) for p, (_, qa) in zip(pred, pairs)], [qa.kind for _, qa in pairs])
 
 
-def build_vlm(layer: str = "layer2", image_size: int = 32, n_positions: int = 48, device: str = "cpu") -> TinyVLM:
-    """A fresh LLaVA-style VLM from the zoo: the zoo CLIP tower (frozen), a new MLP projector, and the zoo GPT with
-    the question words and ``<image>`` added to its vocabulary and a position table long enough for image + text."""
+def build_vlm(layer: str = "layer2", image_size: int = 32, n_positions: int = 48, device: str = "cpu",
+              projector: str = "mlp", n_queries: int = 4) -> TinyVLM:
+    """A fresh LLaVA-style VLM from the zoo: the zoo CLIP tower (frozen), a new projector (``"mlp"``, ``"linear"``
+    or ``"qformer"`` with ``n_queries`` output tokens, see :func:`make_projector`), and the zoo GPT with the
+    question words and ``<image>`` added to its vocabulary and a position table long enough for image + text."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .clip import ZOO_CLIP, load_clip
@@ -364,7 +408,9 @@ def build_vlm(layer: str = "layer2", image_size: int = 32, n_positions: int = 48
         p.requires_grad_(False)
     with torch.no_grad():
         n, width = clip_grid_tokens(visual, torch.zeros(1, 3, image_size, image_size, device=device), layer).shape[1:]
-    return TinyVLM(visual, mlp_projector(width, lm.config.n_embd), lm, tokenizer, layer, image_size, n).to(device)
+    proj = make_projector(projector, width, lm.config.n_embd, n, n_queries)
+    n_pos = None if projector == "qformer" else n  # a Q-Former's queries carry their own positions
+    return TinyVLM(visual, proj, lm, tokenizer, layer, image_size, n_pos).to(device)
 
 
 def text_only_prompt(question: str) -> str:
@@ -461,3 +507,120 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+BOX_TOKENS: tuple[str, str] = ("<box>", "</box>")
+GROUNDING_BINS = 8  # <loc0> .. <loc7>: 4-px bins on the 32-px world images (the zoo VLM's setting)
+
+
+def add_grounding_tokens(lm, tokenizer, bins: int) -> int:
+    """Add ``<box>``, ``</box>`` and ``<loc0>`` .. ``<loc{bins-1}>`` to the LM's vocabulary (special tokens, so
+    each is one token); returns how many were added."""
+    return extend_vocabulary(lm, tokenizer, words=(), special=(IMAGE_TOKEN, *BOX_TOKENS, *loc_tokens(bins)))
+
+
+def grounding_examples(world, split: str, n_scenes: int, bins: int
+                       ) -> tuple[np.ndarray, list[tuple[int, str, str, tuple[int, int, int, int]]]]:
+    """Images of scenes 0..n_scenes-1 and one grounding example per object: (scene index, question
+    "where is the red circle?", answer ``box_to_text(box)``, pixel box). (colour, shape) is unique in a scene."""
+    images, scenes = world.arrays(split, n_scenes)
+    size = images.shape[1]
+    rows = [(i, f"where is the {o.color} {o.shape}?", box_to_text(o.bbox(size), size, bins), o.bbox(size))
+            for i, s in enumerate(scenes) for o in s.objects]
+    return images, rows
+
+
+def grounding_ious(vlm: TinyVLM, features: torch.Tensor, rows, bins: int) -> np.ndarray:
+    """IoU of the box ``vlm`` generates for each grounding row (0 when its answer holds no box); ``features``
+    are the grid tokens of the rows' images, indexed by each row's scene index."""
+    prompts = [vqa_prompt(q) for _, q, _, _ in rows]
+    texts = vlm.generate_text(features[[i for i, *_ in rows]], prompts, max_new_tokens=7, skip_special_tokens=False)
+    boxes = [text_to_box(t, vlm.image_size, bins) for t in texts]
+    return np.array([box_iou(p, b) if p is not None else 0.0 for p, (*_, b) in zip(boxes, rows)])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading rendered text at two resolutions (Phase 5's AnyRes experiment)
+
+
+def text_reading_data(world, split: str, n: int, length: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rendered strings ``World.text_item``: float images (n, 3, 32, 128) in [0, 1] and character indices
+    (n, length) into ``TEXT_ALPHABET``."""
+    from .world import TEXT_ALPHABET
+
+    items = [world.text_item(split, i, length=length) for i in range(n)]
+    images = torch.from_numpy(np.stack([it["image"] for it in items])).permute(0, 3, 1, 2).float() / 255
+    return images, torch.tensor([[TEXT_ALPHABET.index(c) for c in it["text"]] for it in items])
+
+
+def text_views(images: torch.Tensor, mode: str, tile: int = 32) -> torch.Tensor:
+    """What the vision tower sees of (B, 3, H, W) images: ``"low"`` one view, the image squeezed to
+    ``tile`` x ``tile`` (a fixed-resolution VLM), or ``"anyres"`` the thumbnail + full-resolution tiles
+    (:func:`anyres_tiles`). Returns (B, V, 3, tile, tile)."""
+    if mode == "low":
+        return F.interpolate(images, size=(tile, tile), mode="area").unsqueeze(1)
+    if mode == "anyres":
+        return anyres_tiles(images, tile)
+    raise ValueError(f"mode must be 'low' or 'anyres', not {mode!r}")
+
+
+def view_tokens(visual: nn.Module, views: torch.Tensor, layer: str = "layer2") -> torch.Tensor:
+    """Grid tokens of every view (B, V, 3, t, t) in [0, 1], concatenated per image: (B, V * N, C)."""
+    from .clip import CLIP_MEAN, CLIP_STD
+
+    b, v = views.shape[:2]
+    x = (views.flatten(0, 1) - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    tokens = clip_grid_tokens(visual, x, layer)
+    return tokens.reshape(b, v * tokens.shape[1], tokens.shape[2])
+
+
+class TextReader(nn.Module):
+    """The same small reader for any number of image tokens: tokens -> width ``dim`` + a learned position each ->
+    one transformer layer -> one learned query per character (a resampler) -> a class per character.
+    ``forward(batch)`` reads ``batch["tokens"]`` (B, N, C) and returns logits (B, n_classes, n_chars)."""
+
+    def __init__(self, n_tokens: int, n_chars: int, n_classes: int, vision_dim: int = 128, dim: int = 64) -> None:
+        super().__init__()
+        from .fusion import Resampler, _encoder
+
+        self.inp = nn.Linear(vision_dim, dim)
+        self.pos = nn.Parameter(torch.randn(n_tokens, dim))  # unit scale: tokens are told apart from step 0
+        self.encoder = _encoder(dim, 1)
+        self.read = Resampler(dim, n_chars)
+        self.head = nn.Linear(dim, n_classes)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = self.encoder(self.inp(batch["tokens"]) + self.pos)
+        return self.head(self.read(x)).transpose(1, 2)
+
+
+@torch.no_grad()
+def caption_nll(vlm: TinyVLM, features: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
+                batch_size: int = 512) -> torch.Tensor:
+    """Each row's mean next-token loss (nats per labelled token) of ``input_ids`` given its image ``features``:
+    how surprised the model is by a caption. Lower with the right image than with a wrong one = alignment."""
+    vlm.eval()
+    out = []
+    for i in range(0, len(input_ids), batch_size):
+        ids, lab = input_ids[i:i + batch_size].to(vlm.device), labels[i:i + batch_size].to(vlm.device)
+        logits = vlm.forward(features[i:i + batch_size].to(vlm.device), ids, (ids != vlm.tokenizer.pad_token_id).long())
+        lab = splice_labels(lab, ids, logits.shape[1] - ids.shape[1] + 1, vlm.image_token_id)[:, 1:]
+        nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), lab, ignore_index=-100, reduction="none")
+        out.append((nll.sum(1) / (lab != -100).sum(1).clamp(min=1)).cpu())
+    return torch.cat(out)
+
+
+def evaluate_grounding(vlm: TinyVLM, world, split: str = "val", n_scenes: int = 200,
+                       bins: int = GROUNDING_BINS) -> dict[str, float]:
+    """Ask ``vlm`` "where is the <colour> <shape>?" about every object of scenes 0..n_scenes-1 of ``split``:
+    mean IoU of its ``<box>`` answers, the share above IoU 0.5, and the mean IoU of the best blind answer
+    (the average box of those objects) for comparison."""
+    from .clip import normalize_images
+
+    images, rows = grounding_examples(world, split, n_scenes, bins)
+    vlm.eval()
+    ious = grounding_ious(vlm, vlm.image_features(normalize_images(images).to(vlm.device)), rows, bins)
+    mean_box = np.mean([box for *_, box in rows], 0)
+    blind = float(np.mean([box_iou(mean_box, box) for *_, box in rows]))
+    return {"mean_iou": float(ious.mean()), "iou_above_0.5": float((ious > 0.5).mean()), "average_box_iou": blind,
+            "n_boxes": len(rows)}

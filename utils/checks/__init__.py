@@ -53,7 +53,8 @@ class CheckResult:
 REGISTRY: dict[str, Exercise] = {}
 # Modules that register the checks of each phase, imported on first use.
 _PHASE_MODULES = {"0": "utils.checks.phase0", "1": "utils.checks.phase1", "2": "utils.checks.phase2",
-                  "3": "utils.checks.phase3", "4": "utils.checks.phase4"}
+                  "3": "utils.checks.phase3", "4": "utils.checks.phase4",
+                  "5": "utils.checks.phase5"}
 
 
 def register(exercise_id: str, title: str, reference: Any) -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
