@@ -83,3 +83,20 @@ def test_tiny_vlm_loads_offline_and_matches_its_card():
     assert metrics["color"] >= 0.90 and metrics["exists"] >= 0.85
     readme = (path / "README.md").read_text()
     assert "text-only baseline" in readme and f"{card['metrics']['color']:.3f}" in readme
+
+
+def test_tiny_vlm_grounds_objects_as_its_card_says():
+    """The zoo VLM answers "where is the red circle?" with a <box>; re-measure its card's mean IoU."""
+    from utils import vlm
+
+    path = ZOO / "tiny-vlm-shapes"
+    card = json.loads((path / "metrics.json").read_text())
+    r, expected = card["recipe"], card["grounding"]
+    model = vlm.TinyVLM.from_pretrained(path)
+    got = vlm.evaluate_grounding(model, World(seed=r["world_seed"], image_size=r["image_size"]), "val",
+                                 r["grounding_eval_scenes"], r["grounding_bins"])
+    assert got["n_boxes"] == expected["n_boxes"]
+    for key in ("mean_iou", "iou_above_0.5", "average_box_iou"):
+        assert got[key] == pytest.approx(expected[key], abs=2e-3), key
+    assert got["mean_iou"] - got["average_box_iou"] >= 0.2  # it looks, rather than answering the average box
+    assert f"{expected['mean_iou']:.3f}" in (path / "README.md").read_text()
