@@ -5,7 +5,7 @@ functions); Phase 4 uses :func:`clip_grid_tokens` and :func:`extend_vocabulary`;
 
     vision tower (frozen zoo CLIP trunk) -> grid of feature vectors (B, N, C)   "patch tokens"
     projector (MLP)                       -> (B, N, D), D = the LM's embedding width
-    splice                                -> [<bos>] [N image tokens] [question ... answer] fed as inputs_embeds
+    splice                                -> question ... [N image tokens at <image>] answer, fed as inputs_embeds
     language model (GPT-2 from transformers)
 
 The VLM is saved as its parts, each loadable by its own library, like LLaVA's components: ``lm/``
