@@ -231,8 +231,9 @@ def write_vlm_card(out: Path = ZOO / "tiny-vlm-shapes") -> None:
               "one. Tried while building it, each a full training run: the image before the question; many more "
               "position questions (every kind got worse, existence fell to 0.48); sin/cos grid coordinates with "
               "extra absolute and relative position questions; an unfrozen tower; a fresh 4-layer LM (too slow "
-              "here); twice the steps (position 0.53 at 8,000). A probe on the same frozen grid answers the "
-              "position questions at 1.000, so the vision side is not the bottleneck." if weak else "")
+              "here); twice the steps (position 0.53 at 8,000). A question-conditioned probe on the same frozen grid "
+              "(a scratch experiment, not shipped) answers the position questions at 1.000, so the vision side is "
+              "not the bottleneck." if weak else "")
     (out / "README.md").write_text(VLM_CARD.format(
         vision_dim=model.projector[0].in_features, projector_params=sum(p.numel() for p in model.connector_parameters()),
         lm_params=sum(p.numel() for p in model.lm.parameters()), seconds=result["train_seconds"],
