@@ -61,3 +61,13 @@ def test_contrastive_training_lowers_the_loss_and_roundtrips_through_open_clip(t
     metrics = clip.evaluate_clip(loaded, loaded_tok, world, n_blocks=1, n_single=400)
     assert set(metrics) >= {"image_to_text_r1", "zero_shot_seen", "zero_shot_heldout"}
     assert clip.zero_shot_weights(loaded, loaded_tok, ["red circle", "blue square"]).shape == (2, 64)
+
+
+def test_float_normalisation_matches_the_uint8_one():
+    import numpy as np
+
+    from utils.clip import normalize_float_images, normalize_images
+
+    images = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    floats = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    assert torch.allclose(normalize_float_images(floats), normalize_images(images))

@@ -108,8 +108,14 @@ def preprocess_images(preprocess: Callable, images_uint8: np.ndarray) -> torch.T
 
 def normalize_images(images_uint8: np.ndarray) -> torch.Tensor:
     """uint8 images (N, H, W, 3) → float tensor (N, 3, H, W) normalised with CLIP's mean and std."""
-    x = torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float() / 255.0
-    return (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return normalize_float_images(torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float() / 255.0)
+
+
+def normalize_float_images(images: torch.Tensor) -> torch.Tensor:
+    """Float images (N, 3, H, W) in [0, 1] → normalised with CLIP's mean and std (what normalize_images does
+    after converting uint8). Introduced in Phase 5 for AnyRes views."""
+    mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (images - mean.to(images.device)) / std.to(images.device)
 
 
 def training_pairs(world: World, n_multi: int, n_single: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:

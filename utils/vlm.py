@@ -213,14 +213,15 @@ class TinyVLM(nn.Module):
         return self.lm(inputs_embeds=embeds, attention_mask=mask).logits
 
     @staticmethod
-    def n_image_out(embeds: torch.Tensor, input_ids: torch.Tensor) -> int:
-        """How many image tokens the splice inserted (N for a projector, K for a Q-Former)."""
-        return embeds.shape[1] - input_ids.shape[1] + 1
+    def n_image_out(spliced: torch.Tensor, input_ids: torch.Tensor) -> int:
+        """How many image tokens the splice inserted (N for a projector, K for a Q-Former), from any spliced
+        sequence (embeddings or logits) and the ``input_ids`` it came from."""
+        return spliced.shape[1] - input_ids.shape[1] + 1
 
     def loss(self, features: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy on the labelled text positions only."""
         logits = self.forward(features, input_ids, (input_ids != self.tokenizer.pad_token_id).long())
-        lab = splice_labels(labels, input_ids, logits.shape[1] - input_ids.shape[1] + 1, self.image_token_id)
+        lab = splice_labels(labels, input_ids, self.n_image_out(logits, input_ids), self.image_token_id)
         return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1), ignore_index=-100)
 
     @torch.no_grad()
@@ -233,7 +234,7 @@ class TinyVLM(nn.Module):
             input_ids, att = encode_prompts(self.tokenizer, [vqa_prompt(q) for q in questions[i:i + batch_size]])
             f = features[i:i + batch_size].to(self.device)
             logits = self.forward(f, input_ids.to(self.device), att.to(self.device).long())
-            spliced = att.sum(1, keepdim=True) + logits.shape[1] - input_ids.shape[1]  # <image> became N tokens
+            spliced = att.sum(1, keepdim=True) - 1 + self.n_image_out(logits, input_ids)  # <image> became N tokens
             mask = (torch.arange(logits.shape[1])[None] < spliced).long()
             out.append(last_token_scores(logits, mask.to(self.device), ids).cpu())
         return torch.cat(out)
@@ -566,11 +567,10 @@ def text_views(images: torch.Tensor, mode: str, tile: int = 32) -> torch.Tensor:
 
 def view_tokens(visual: nn.Module, views: torch.Tensor, layer: str = "layer2") -> torch.Tensor:
     """Grid tokens of every view (B, V, 3, t, t) in [0, 1], concatenated per image: (B, V * N, C)."""
-    from .clip import CLIP_MEAN, CLIP_STD
+    from .clip import normalize_float_images
 
     b, v = views.shape[:2]
-    x = (views.flatten(0, 1) - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    tokens = clip_grid_tokens(visual, x, layer)
+    tokens = clip_grid_tokens(visual, normalize_float_images(views.flatten(0, 1)), layer)
     return tokens.reshape(b, v * tokens.shape[1], tokens.shape[2])
 
 
@@ -604,7 +604,7 @@ def caption_nll(vlm: TinyVLM, features: torch.Tensor, input_ids: torch.Tensor, l
     for i in range(0, len(input_ids), batch_size):
         ids, lab = input_ids[i:i + batch_size].to(vlm.device), labels[i:i + batch_size].to(vlm.device)
         logits = vlm.forward(features[i:i + batch_size].to(vlm.device), ids, (ids != vlm.tokenizer.pad_token_id).long())
-        lab = splice_labels(lab, ids, logits.shape[1] - ids.shape[1] + 1, vlm.image_token_id)[:, 1:]
+        lab = splice_labels(lab, ids, vlm.n_image_out(logits, ids), vlm.image_token_id)[:, 1:]
         nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), lab, ignore_index=-100, reduction="none")
         out.append((nll.sum(1) / (lab != -100).sum(1).clamp(min=1)).cpu())
     return torch.cat(out)
