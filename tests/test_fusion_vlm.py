@@ -201,6 +201,22 @@ def test_every_connector_trains_and_scores(kind, n_out, world):
         vlm.make_projector("perceiver", 8, 8, 4)
 
 
+def test_side_questions_are_true_one_direction_per_axis_and_skip_the_middle(world):
+    rows = vlm.side_questions(world, "train", 40)
+    scenes = world.scenes("train", 40)
+    assert {qa.kind for _, qa in rows} == {"side"} and len(rows) > 40
+    assert {qa.answer for _, qa in rows} == {"yes", "no"}
+    for i, qa in rows:
+        w = qa.question.rstrip("?").split()
+        o = scenes[i].find(w[2], w[3])
+        v = o.x if qa.question.endswith("on the left?") else o.y
+        assert qa.question.endswith(("on the left?", "at the top?"))  # never the opposite direction
+        assert abs(v - 0.5) > 0.08 and (qa.answer == "yes") == (v < 0.5)
+    assert len(vlm.side_questions(world, "train", 40, margin=0.3)) < len(rows)
+    tok = vlm.build_vlm().tokenizer
+    assert tok.unk_token not in tok.tokenize(vlm.vqa_prompt(rows[0][1].question))  # every word is in the vocabulary
+
+
 def test_caption_nll_is_the_training_loss_per_row(world):
     from utils.clip import normalize_images
 

@@ -58,9 +58,11 @@ def test_train_loop_is_step_bounded_and_learns():
     y = (x[:, 0] > 0).long()
     model = nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    seen = []
     hist = train.train(lambda b: train.train_step(model, b[0], b[1], opt),
-                       train.infinite_batches((x, y), 32, torch.Generator().manual_seed(0)), steps=50)
-    assert len(hist.losses) == 50 and len(hist.smoothed(10)) == 50
+                       train.infinite_batches((x, y), 32, torch.Generator().manual_seed(0)), steps=50,
+                       on_step=seen.append)
+    assert len(hist.losses) == 50 and len(hist.smoothed(10)) == 50 and seen == list(range(1, 51))
     assert train.accuracy(model, x, y) > 0.95
 
 

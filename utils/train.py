@@ -90,8 +90,9 @@ def infinite_batches(tensors: tuple[torch.Tensor, ...], batch_size: int,
 
 
 def train(step_fn: Callable[[tuple[torch.Tensor, ...]], float], batches: Iterator[tuple[torch.Tensor, ...]],
-          steps: int, desc: str = "training") -> History:
-    """Run ``step_fn`` on ``steps`` batches; returns the loss history. Step-bounded, never time-bounded."""
+          steps: int, desc: str = "training", on_step: Callable[[int], None] | None = None) -> History:
+    """Run ``step_fn`` on ``steps`` batches; returns the loss history. Step-bounded, never time-bounded.
+    ``on_step(n)``, if given, runs after each step with n = the number of steps done (for evaluation curves)."""
     history = History()
     bar = progress(range(steps), total=steps, desc=desc)
     for step in bar:
@@ -99,6 +100,8 @@ def train(step_fn: Callable[[tuple[torch.Tensor, ...]], float], batches: Iterato
         history.add(step, loss)
         if step % 25 == 0:
             bar.set_postfix(loss=f"{loss:.3f}")
+        if on_step is not None:
+            on_step(step + 1)
     return history
 
 

@@ -152,12 +152,15 @@ def splice_image_tokens(text_embeds: torch.Tensor, input_ids: torch.Tensor, imag
     Every row must hold exactly one placeholder. Introduced in Phase 5 (exercise 5.2).
     """
     assert (input_ids == image_token_id).sum(1).eq(1).all(), "each row needs exactly one <image> token"
-    pos = (input_ids == image_token_id).float().argmax(1)
-    rows = []
-    for b in range(len(input_ids)):
-        p = int(pos[b])
-        rows.append(torch.cat([text_embeds[b, :p], image_embeds[b], text_embeds[b, p + 1:]]))
-    return torch.stack(rows)
+    # Row b is text[:p], image, text[p+1:] (p = its placeholder). One gather per source instead of a Python loop
+    # over rows (the loop is the exercise's version; this one gives the same numbers, faster).
+    (B, T, D), N = text_embeds.shape, image_embeds.shape[1]
+    p = (input_ids == image_token_id).float().argmax(1)[:, None]                  # (B, 1)
+    j = torch.arange(T - 1 + N, device=input_ids.device)[None].expand(B, -1)      # output positions
+    from_text = torch.where(j < p, j, j - N + 1).clamp(0, T - 1)                  # their source in the text
+    text = text_embeds.gather(1, from_text[..., None].expand(-1, -1, D))
+    image = image_embeds.gather(1, (j - p).clamp(0, N - 1)[..., None].expand(-1, -1, D))
+    return torch.where(((j >= p) & (j < p + N))[..., None], image, text)
 
 
 def splice_labels(labels: torch.Tensor, input_ids: torch.Tensor, n_image: int, image_token_id: int) -> torch.Tensor:
@@ -323,6 +326,31 @@ def vqa_examples(world, split: str, n_scenes: int, every_question: bool = False,
     return images, pairs
 
 
+SIDE_PHRASES: dict[str, str] = {"x": "on the left", "y": "at the top"}
+
+
+def side_questions(world, split: str, n_scenes: int, margin: float = 0.08) -> list[tuple[int, QA]]:
+    """Single-object position questions, a training aid for relative position: (scene index, QA) pairs such
+    as ("is the red circle on the left?", "yes"), kind ``"side"``, one per object and axis unless the object's
+    centre is within ``margin`` of the middle.
+
+    Why these: "is A left of B?" is a poor first lesson. Averaged over the questions, the answer does not depend
+    on where A is alone (A on the left is "yes" for "left of" and "no" for "right of"; A first or second flips
+    it again), so gradient descent sees no signal until the model has found A, B *and* the relation word at
+    once, and sits at 50 % for thousands of steps. Here one object and one fixed direction per axis (never
+    "on the right", which would bring the same cancellation back) make "read the named object's place" pay
+    off on its own; relative questions are learned on top of it.
+    """
+    out = []
+    for i, scene in enumerate(world.scenes(split, n_scenes)):
+        for o in scene.objects:
+            for axis, phrase in SIDE_PHRASES.items():
+                v = o.x if axis == "x" else o.y
+                if abs(v - 0.5) > margin:
+                    out.append((i, QA(f"is the {o.color} {o.shape} {phrase}?", "yes" if v < 0.5 else "no", "side")))
+    return out
+
+
 def encode_prompts(tokenizer, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids of prompts to be continued: <bos> + words, no <eos>, right-padded; and the attention mask."""
     enc = tokenizer(list(prompts), padding=True, return_tensors="pt")
@@ -346,11 +374,12 @@ def encode_texts(tokenizer, prompts: Sequence[str], targets: Sequence[str]) -> t
 
 def train_vlm(vlm: TinyVLM, features: torch.Tensor, index: torch.Tensor, input_ids: torch.Tensor,
               labels: torch.Tensor, steps: int, params, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
-              images: torch.Tensor | None = None, desc: str = "VLM"):
+              images: torch.Tensor | None = None, desc: str = "VLM", on_step=None):
     """Train ``params`` of ``vlm`` on (image ``index`` -> text) pairs for ``steps`` steps (AdamW, one-cycle).
 
     ``features`` are precomputed grid tokens of the frozen tower (N_images, N, C); pass CLIP-normalised
-    ``images`` instead (and tower parameters in ``params``) to fine-tune the tower too. Returns a History.
+    ``images`` instead (and tower parameters in ``params``) to fine-tune the tower too. ``on_step(n)``, if
+    given, is called after every step (n = steps done; e.g. to measure a curve). Returns a History.
     """
     from .train import adamw_one_cycle, infinite_batches, train, update
 
@@ -363,7 +392,8 @@ def train_vlm(vlm: TinyVLM, features: torch.Tensor, index: torch.Tensor, input_i
         feats = vlm.image_features(images[idx]) if images is not None else features[idx].to(vlm.device)
         return update(vlm.loss(feats, ids.to(vlm.device), lab.to(vlm.device)), optimizer, schedule)
 
-    return train(step, infinite_batches((index, input_ids, labels), batch_size, generator), steps, desc=desc)
+    return train(step, infinite_batches((index, input_ids, labels), batch_size, generator), steps, desc=desc,
+                 on_step=on_step)
 
 
 def last_token_scores(logits: torch.Tensor, attention_mask: torch.Tensor, candidate_ids: Sequence[int]) -> torch.Tensor:
@@ -456,6 +486,20 @@ def evaluate_vqa(vlm: TinyVLM, world, split: str = "val", n_scenes: int = 1000) 
     features = vlm.image_features(normalize_images(images).to(vlm.device))
     scores = vlm.answer_scores(features[[i for i, _ in pairs]], [qa.question for _, qa in pairs])
     return vqa_accuracy(scores, pairs)
+
+
+def position_by_relation(vlm: TinyVLM, world, split: str = "val", n_scenes: int = 300) -> dict[str, float]:
+    """Accuracy on every relative-position question of scenes 0..n_scenes-1, per relation word ("left",
+    "right", "above", "below"): tells a model that compares along one axis only from one that compares both."""
+    from .clip import normalize_images
+
+    images, pairs = vqa_examples(world, split, n_scenes, every_question=True)
+    pairs = [p for p in pairs if p[1].kind == "position"]
+    vlm.eval()
+    features = vlm.image_features(normalize_images(images).to(vlm.device))
+    scores = vlm.answer_scores(features[[i for i, _ in pairs]], [qa.question for _, qa in pairs], ("yes", "no"))
+    right = (scores.argmax(1) == torch.tensor([0 if qa.answer == "yes" else 1 for _, qa in pairs])).tolist()
+    return per_kind_accuracy(right, [qa.question.split()[4] for _, qa in pairs], ["left", "right", "above", "below"])
 
 
 # ----------------------------------------------------------------------------------------------------------
