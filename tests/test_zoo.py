@@ -78,9 +78,14 @@ def test_tiny_vlm_loads_offline_and_matches_its_card():
     for kind, value in card["metrics"].items():
         assert metrics[kind] == pytest.approx(value, abs=2e-3), kind
     text_only = card["text_only"]
-    for kind in ("color", "shape", "size", "exists"):
+    for kind in ("color", "shape", "size", "exists", "position"):
         assert metrics[kind] - text_only[kind] >= 0.2, kind  # what the image adds
-    assert metrics["color"] >= 0.90 and metrics["exists"] >= 0.85
+    assert metrics["color"] >= 0.90 and metrics["exists"] >= 0.85 and metrics["position"] >= 0.80
+    by_relation = vlm.position_by_relation(model, World(seed=r["world_seed"], image_size=r["image_size"]))
+    for rel, value in card["position_by_relation"].items():
+        assert by_relation[rel] == pytest.approx(value, abs=2e-3), rel
+    curve = card["position_curve"]  # the plateau and the way off it (Phase 5 plots it)
+    assert curve[0]["position"] <= 0.55 and curve[-1]["position"] >= 0.80 and curve[-1]["side"] >= 0.9
     readme = (path / "README.md").read_text()
     assert "text-only baseline" in readme and f"{card['metrics']['color']:.3f}" in readme
 
