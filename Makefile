@@ -46,7 +46,7 @@ test-unit: $(STAMP)  ## Only the unit tests (fast)
 exercises: $(STAMP)  ## Regenerate notebooks/ from solutions/ (skips notebooks you edited; FORCE=1 overwrites)
 	$(BIN)/python tools/exercises.py $(if $(FORCE),--force,)
 
-models: $(STAMP)  ## Retrain the model zoo in data/models/ (seeded; about 15 minutes on 2 cores)
+models: $(STAMP)  ## Retrain the model zoo in data/models/ (seeded; about 35 minutes on 2 cores)
 	CI=true $(BIN)/python tools/make_models.py
 
 speech: $(STAMP)  ## Rebuild data/speech/ with espeak-ng (apt-get install espeak-ng; only to rebuild, never at run time)

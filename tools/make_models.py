@@ -337,6 +337,7 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
     seconds = time.perf_counter() - start  # includes the curve's evaluations (a few seconds each)
     model.eval()
     model.save_pretrained(out)
+    model = vlm.TinyVLM.from_pretrained(out)  # measure what ships (the reloaded model scored a little differently)
     metrics = vlm.evaluate_vqa(model, world, "val", r["eval_scenes"])
     by_relation = vlm.position_by_relation(model, world, "val", 300)
     grounding_metrics = vlm.evaluate_grounding(model, world, "val", r["grounding_eval_scenes"], r["grounding_bins"])
