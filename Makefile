@@ -10,13 +10,13 @@ STAMP  := $(VENV)/.installed
 PIP_ENV := PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_EXTRA_INDEX_URL= PIP_CONSTRAINT= PIP_NO_INPUT=1
 # Offline and quiet for every test run: hub libraries never reach the network.
 TEST_ENV := COURSE_OFFLINE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-            PYTHONHASHSEED=0 COURSE_STRICT_CHECKS=1
+            PYTHONHASHSEED=0 COURSE_STRICT_CHECKS=1 COURSE_SEED=
 LAB_FLAGS ?=
 # Jupyter refuses to run as root (containers, some cloud machines) unless told it may.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab test test-unit exercises models speech clean
+.PHONY: help setup lab test test-unit exercises models speech sweep clean
 
 help:  ## List the targets
 	@echo "Multimodal Learning, from Beginner to Advanced"
@@ -48,6 +48,9 @@ exercises: $(STAMP)  ## Regenerate notebooks/ from solutions/ (skips notebooks y
 
 models: $(STAMP)  ## Retrain the model zoo in data/models/ (seeded; about 35 minutes on 2 cores)
 	CI=true $(BIN)/python tools/make_models.py
+
+sweep: $(STAMP)  ## Rerun solution notebooks under other seeds, threads and CPU kernel levels (NB=..., RUNS=...)
+	$(BIN)/python tools/sweep.py $(NB) $(if $(RUNS),--runs $(RUNS),)
 
 speech: $(STAMP)  ## Rebuild data/speech/ with espeak-ng (apt-get install espeak-ng; only to rebuild, never at run time)
 	$(BIN)/python tools/make_speech.py

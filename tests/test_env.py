@@ -74,3 +74,24 @@ def test_loopback_stays_allowed():
 def test_strict_flag_reads_like_the_other_flags(monkeypatch, value, strict):
     monkeypatch.setenv("COURSE_STRICT_CHECKS", value)
     assert env.is_strict() is strict
+
+
+def test_course_seed_shifts_every_seed_without_collisions(monkeypatch):
+    monkeypatch.delenv("COURSE_SEED", raising=False)
+    assert [env.seed(n) for n in (0, 1, 2)] == [0, 1, 2]
+    monkeypatch.setenv("COURSE_SEED", "2")
+    shifted = [env.seed(n) for n in (0, 1, 2)]
+    assert shifted == [2000, 2001, 2002]
+    assert env.seed_everything(1) == 2001
+    a = torch.randn(3)
+    monkeypatch.setenv("COURSE_SEED", "0")
+    env.seed_everything(1)
+    assert not torch.equal(a, torch.randn(3))          # another seed, other numbers
+    assert torch.equal(torch.randint(0, 100, (5,), generator=env.generator(4)),
+                       torch.randint(0, 100, (5,), generator=torch.Generator().manual_seed(4)))
+
+
+def test_course_seed_must_be_an_integer(monkeypatch):
+    monkeypatch.setenv("COURSE_SEED", "one")
+    with pytest.raises(ValueError, match="COURSE_SEED"):
+        env.seed(0)

@@ -2,7 +2,8 @@
 
 Small modules by topic; each says which phase introduces it:
 
-* ``env``        seeds, device, fast/CI/offline flags, the environment check (Phase 0)
+* ``env``        seeds (``seed(n)``, shifted by ``COURSE_SEED`` for the sweep), device, fast/CI/offline flags,
+                 CPU kernel levels, the environment check (Phase 0)
 * ``world``      the shapes world: scenes, images, captions, QA, boxes (Phase 0, extended later)
 * ``checks``     ``check("0.3", fn)`` self-checks for the exercises (Phase 0)
 * ``train``      a readable, step-bounded training loop (Phase 0)
@@ -20,9 +21,9 @@ Small modules by topic; each says which phase introduces it:
 """
 from . import attention, embeddings, env, lm, plots, text, train, vision, world  # light, always loaded
 from .checks import check, expect
-from .env import (check_environment, get_device, in_colab, is_ci, is_fast, is_offline, seed_everything, setup,
-                  steps)
+from .env import (check_environment, generator, get_device, in_colab, is_ci, is_fast, is_offline, seed,
+                  seed_everything, setup, steps)
 
-__all__ = ["check", "expect", "check_environment", "get_device", "in_colab", "is_ci", "is_fast", "is_offline",
-           "seed_everything", "setup", "steps"]
+__all__ = ["check", "expect", "check_environment", "generator", "get_device", "in_colab", "is_ci", "is_fast",
+           "is_offline", "seed", "seed_everything", "setup", "steps"]
 __version__ = "0.1.0"

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import env
 from .env import REPO_ROOT
 from .train import History, adamw_one_cycle, train, update
 from .world import World, caption, class_names
@@ -185,7 +186,7 @@ def train_clip(model, images: torch.Tensor, tokens: torch.Tensor, steps: int, ba
 
     loss_fn = loss_fn or ClipLoss()
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
+    generator = env.generator(seed)
     optimizer, schedule = adamw_one_cycle(model.parameters(), lr, steps, weight_decay=0.1)
     draw = sampler or (lambda g: torch.randint(0, len(images), (batch_size,), generator=g))
 

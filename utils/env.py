@@ -74,15 +74,67 @@ def steps(full: int, fast: int) -> int:
     return fast if is_fast() else full
 
 
-def seed_everything(seed: int = 0) -> None:
-    """Seed Python, NumPy and PyTorch (CPU and CUDA) so a notebook gives the same numbers every run."""
+def course_seed() -> int:
+    """The run's seed shift: ``COURSE_SEED`` (default 0). ``make sweep`` sets it to rerun a notebook with other
+    training seeds, standing in for another machine whose arithmetic sends training down another path."""
+    value = os.environ.get("COURSE_SEED", "").strip()
+    try:
+        return int(value) if value else 0
+    except ValueError:
+        raise ValueError(f"COURSE_SEED must be an integer, got {value!r}") from None
+
+
+SEED_STRIDE = 1000  # COURSE_SEED=k moves seed n to n + 1000·k: the notebooks' seeds 0, 1, 2 ... never collide
+
+
+def seed(n: int = 0) -> int:
+    """The seed to use for seed ``n`` of a notebook or helper: ``n`` itself, unless ``COURSE_SEED`` shifts it.
+
+    Every training seed in the course goes through here (model initialisation, batch order, sampled examples),
+    so one variable moves them all; the shapes world's data does not (same seed, same bytes, on every machine).
+    """
+    return n + SEED_STRIDE * course_seed()
+
+
+def generator(n: int = 0) -> "torch.Generator":
+    """A ``torch.Generator`` seeded with :func:`seed` ``(n)`` (for batch order and sampling)."""
     import torch
 
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed(n))
+
+
+def seed_everything(n: int = 0) -> int:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) so a notebook gives the same numbers every run.
+
+    The seed is :func:`seed` ``(n)``, i.e. shifted by ``COURSE_SEED`` when that is set; returns the seed used."""
+    import torch
+
+    used = seed(n)
+    random.seed(used)
+    np.random.seed(used)
+    torch.manual_seed(used)
     if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
+        torch.cuda.manual_seed_all(used)
+    return used
+
+
+# CPU kernel levels: the environment that caps ATen's vectorised kernels and oneDNN's convolutions at a level.
+# "best" leaves both to the machine. Used by `make sweep` and by `make test`'s guard (tests/budgets.py).
+KERNEL_LEVELS: dict[str, dict[str, str]] = {
+    "best": {},
+    "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "default": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+}
+
+
+def level_below_best() -> str | None:
+    """The kernel level just below this machine's best ("avx2" on an AVX-512 CPU, "default" on an AVX2 one),
+    or None when the machine already runs the plain kernels. Computing there is computing as another machine."""
+    import torch
+
+    best = torch.backends.cpu.get_cpu_capability().lower()
+    return {"avx512": "avx2", "avx2": "default"}.get(best, None if best == "default" else "default")
 
 
 def get_device(prefer: str | None = None) -> "torch.device":
@@ -215,9 +267,10 @@ def setup(seed: int = 0, check: bool = True) -> "torch.device":
     if is_offline():
         block_network()
     quiet_libraries()
-    seed_everything(seed)
+    used = seed_everything(seed)
     if check:
         check_environment()
     mode = "fast mode (COURSE_FAST=1)" if is_fast() else "full mode"
-    print(f"seed={seed}, {mode}{', offline' if is_offline() else ''}")
+    shifted = f" (shifted by COURSE_SEED={course_seed()})" if course_seed() else ""
+    print(f"seed={used}{shifted}, {mode}{', offline' if is_offline() else ''}")
     return get_device()

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import env
 from .embeddings import masked_mean
 from .train import History, adamw_one_cycle, infinite_batches, train, update
 from .vlm import ANSWERS, answer_word, clip_grid_tokens, last_token_scores, per_kind_accuracy  # noqa: F401
@@ -178,7 +179,7 @@ def vq_tokens(patches: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 def fit_codebook(patches: torch.Tensor, size: int, iters: int = 15, seed: int = 0) -> torch.Tensor:
     """k-means on patch vectors (M, P) -> a (size, P) codebook: the tokeniser of early fusion (a VQ-VAE's
     codebook plays this part in Chameleon; k-means is the same nearest-code idea without the decoder)."""
-    g = torch.Generator().manual_seed(seed)
+    g = env.generator(seed)
     centres = patches[torch.randperm(len(patches), generator=g)[:size]].clone()
     for _ in range(iters):
         assign = torch.cdist(patches, centres).argmin(1)
@@ -314,10 +315,10 @@ def train_classifier(model: nn.Module, data: dict[str, torch.Tensor], steps: int
                      lr: float = 2e-3, seed: int = 0, desc: str = "fusion") -> tuple[History, float]:
     """Train ``model(batch) -> logits`` against ``data["answer"]`` with AdamW + one-cycle; rows are drawn
     through ``data["row"]`` (question -> image index for image tensors). Returns (history, seconds per step)."""
-    torch.manual_seed(seed)
+    torch.manual_seed(env.seed(seed))
     optimizer, schedule = adamw_one_cycle(model.parameters(), lr, steps)
     n = len(data["answer"])
-    generator = torch.Generator().manual_seed(seed)
+    generator = env.generator(seed)
 
     def step(batch: tuple[torch.Tensor, ...]) -> float:
         model.train()

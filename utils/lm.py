@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from . import env
 from .text import lm_loss as reference_lm_loss
 from .train import History, adamw_one_cycle, infinite_batches, train, update
 
@@ -36,7 +37,7 @@ def encode_captions(tokenizer, captions: list[str], max_length: int = 32) -> tup
 def train_caption_lm(model, input_ids: torch.Tensor, labels: torch.Tensor, steps: int, batch_size: int = 64,
                      lr: float = 3e-3, loss_fn: Callable = reference_lm_loss, seed: int = 0) -> History:
     """Train ``model`` on next-token prediction with ``loss_fn(logits, labels)``; returns the loss history."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = env.generator(seed)
     optimizer, schedule = adamw_one_cycle(model.parameters(), lr, steps)
 
     def step(batch: tuple[torch.Tensor, ...]) -> float:
@@ -65,7 +66,7 @@ def sample_captions(model, tokenizer, n: int = 5, temperature: float = 0.8, seed
                     prompt: str | None = None) -> list[str]:
     """Sample ``n`` captions (optionally continuing ``prompt``) with ``generate``; deterministic per seed."""
     model.eval()
-    torch.manual_seed(seed)
+    torch.manual_seed(env.seed(seed))
     if prompt:
         ids = tokenizer([prompt], return_tensors="pt")["input_ids"][:, :-1]  # drop <eos>
     else:

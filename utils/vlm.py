@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import env
 from .world import COLORS, NUMBER_WORDS, QA, SHAPES, SIZES
 
 IMAGE_TOKEN = "<image>"
@@ -384,7 +385,7 @@ def train_vlm(vlm: TinyVLM, features: torch.Tensor, index: torch.Tensor, input_i
     from .train import adamw_one_cycle, infinite_batches, train, update
 
     optimizer, schedule = adamw_one_cycle(params, lr, steps)
-    generator = torch.Generator().manual_seed(seed)
+    generator = env.generator(seed)
 
     def step(batch: tuple[torch.Tensor, ...]) -> float:
         idx, ids, lab = batch
@@ -464,7 +465,7 @@ def train_text_only(lm, tokenizer, questions: Sequence[str], answers: Sequence[s
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1), ignore_index=-100)
         return update(loss, optimizer, schedule)
 
-    return train(step, infinite_batches((ids, labels), batch_size, torch.Generator().manual_seed(seed)), steps,
+    return train(step, infinite_batches((ids, labels), batch_size, env.generator(seed)), steps,
                  desc="text-only")
 
 
