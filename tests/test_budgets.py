@@ -23,7 +23,8 @@ def test_over_budget_names_the_notebook_and_the_reason():
                                         ({"COURSE_MAX_NOTEBOOK_GB": "0.01"}, True),
                                         ({}, False)])
 def test_slow_or_big_notebook_fails_the_run(tmp_path, env, fails):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time\nx = bytearray(50_000_000)\ntime.sleep(2)")])
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("import time\nx = bytearray(50_000_000)\ntime.sleep(2)")])
     nbformat.write(nb, tmp_path / "slow.ipynb")
     result = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "tests.budgets", "-q",
                              "-p", "no:cacheprovider", str(tmp_path / "slow.ipynb")],

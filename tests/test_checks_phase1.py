@@ -11,14 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from tests.checks_testing import failed_with
-from utils.checks import evaluate, reference
-
+from utils.checks import evaluate
 from utils.checks.phase1 import MODEL_KEY
-
-
-
-
-
 
 # --- 1.1 ------------------------------------------------------------------------------------------------
 

@@ -7,13 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.checks_testing import failed_with
-from utils.checks import evaluate, reference
-
-
-
-
-
-
+from utils.checks import evaluate
 
 # --- 2.1 patchify -------------------------------------------------------------------------------------
 
@@ -80,17 +74,21 @@ def fbank_transposed(n_freqs, n_mels, sample_rate):
     return torchaudio.functional.melscale_fbanks(n_freqs, 0.0, sample_rate / 2, n_mels, sample_rate).T
 
 
+def _mel(f):  # Hz -> mel (the HTK formula)
+    return 2595 * torch.log10(1 + f / 700)
+
+
+def _hz(m):  # mel -> Hz
+    return 700 * (10 ** (m / 2595) - 1)
+
+
 def fbank_too_few_points(n_freqs, n_mels, sample_rate):
-    mel = lambda f: 2595 * torch.log10(1 + f / 700)
-    hz = lambda m: 700 * (10 ** (m / 2595) - 1)
-    pts = hz(torch.linspace(0, mel(torch.tensor(sample_rate / 2)).item(), n_mels))
+    pts = _hz(torch.linspace(0, _mel(torch.tensor(sample_rate / 2)).item(), n_mels))
     return _triangles(torch.linspace(0, sample_rate // 2, n_freqs), pts)
 
 
 def fbank_by_hand(n_freqs, n_mels, sample_rate):  # correct, written independently
-    mel = lambda f: 2595 * torch.log10(1 + f / 700)
-    hz = lambda m: 700 * (10 ** (m / 2595) - 1)
-    pts = hz(torch.linspace(0, mel(torch.tensor(sample_rate / 2)).item(), n_mels + 2))
+    pts = _hz(torch.linspace(0, _mel(torch.tensor(sample_rate / 2)).item(), n_mels + 2))
     return _triangles(torch.linspace(0, sample_rate // 2, n_freqs), pts)
 
 

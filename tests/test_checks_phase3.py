@@ -10,12 +10,6 @@ import torch.nn.functional as F
 from tests.checks_testing import failed_with
 from utils.checks import evaluate, reference
 
-
-
-
-
-
-
 # --- 3.1 ------------------------------------------------------------------------------------------------
 
 def _labels(x):

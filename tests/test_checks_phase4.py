@@ -8,8 +8,6 @@ import torch.nn.functional as F
 
 from tests.checks_testing import failed_with
 
-
-
 # --- 4.4 gated cross-attention -------------------------------------------------------------------------------
 
 def gated_raw(x, image, attn, norm_q, norm_kv, gate):

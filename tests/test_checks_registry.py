@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from utils.checks import REGISTRY, _PHASE_MODULES, evaluate, reference
+from utils.checks import _PHASE_MODULES, REGISTRY, evaluate, reference
 
 for module in _PHASE_MODULES.values():
     importlib.import_module(module)

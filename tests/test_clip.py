@@ -32,7 +32,8 @@ def test_training_pairs_cover_single_and_multi_object_scenes():
 
 
 def test_normalize_images_matches_open_clip_constants():
-    assert clip.CLIP_MEAN == tuple(open_clip.OPENAI_DATASET_MEAN) and clip.CLIP_STD == tuple(open_clip.OPENAI_DATASET_STD)
+    assert (clip.CLIP_MEAN == tuple(open_clip.OPENAI_DATASET_MEAN)
+            and clip.CLIP_STD == tuple(open_clip.OPENAI_DATASET_STD))
     x = clip.normalize_images(np.full((2, 4, 4, 3), 255, dtype=np.uint8))
     assert x.shape == (2, 3, 4, 4)
     assert torch.allclose(x[0, :, 0, 0], (1 - torch.tensor(clip.CLIP_MEAN)) / torch.tensor(clip.CLIP_STD))

@@ -4,6 +4,7 @@ import sys
 import types
 
 import exercises
+
 from utils import colab
 
 

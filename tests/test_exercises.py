@@ -1,10 +1,9 @@
 """The exercise generator: solutions/ is the single source of notebooks/."""
 import json
 
+import exercises
 import nbformat
 import pytest
-
-import exercises
 
 SOLUTION_CELL = '''def double(x):
     """Twice x."""
@@ -65,7 +64,8 @@ def test_generated_notebook_has_starters_no_outputs_no_answer_key(course):
     nb = nbformat.read(notebooks / "07_demo.ipynb", as_version=4)
     text = json.dumps(nb)
     assert "return 2 * x" not in text and "Answer key" not in text
-    assert all(c.get("outputs", []) == [] and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+    assert all(c.get("outputs", []) == [] and c.get("execution_count") is None
+               for c in nb.cells if c.cell_type == "code")
     assert "colab.research.google.com/github/" in nb.cells[0].source and "notebooks/07_demo.ipynb" in nb.cells[0].source
     assert exercises.repo_url() in nb.cells[1].source
     # the solution itself is stamped too, and keeps its outputs

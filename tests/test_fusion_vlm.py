@@ -192,7 +192,7 @@ def test_every_connector_trains_and_scores(kind, n_out, world):
     index = torch.tensor([i for i, _ in pairs])
     assert model.embed(grid[index], ids).shape[1] == ids.shape[1] - 1 + n_out
     hist = vlm.train_vlm(model, grid, index, ids, labels, 3, model.connector_parameters(), 8, 1e-3)
-    assert len(hist.losses) == 3 and all(l == l for l in hist.losses)
+    assert len(hist.losses) == 3 and all(loss == loss for loss in hist.losses)
     scores = model.answer_scores(grid[index], [qa.question for _, qa in pairs])
     assert scores.shape == (len(pairs), len(vlm.ANSWERS))
     nll = vlm.caption_nll(model, grid[index], ids, labels)

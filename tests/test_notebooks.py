@@ -2,7 +2,6 @@
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path

@@ -7,8 +7,16 @@ import torch
 import torchaudio
 
 from utils import audio
-from utils.audio import (HELDOUT_VOICES, SAMPLE_RATE, WORDS, batch_waveforms, load_speech, pad_or_trim, speech_index,
-                         voice_split)
+from utils.audio import (
+    HELDOUT_VOICES,
+    SAMPLE_RATE,
+    WORDS,
+    batch_waveforms,
+    load_speech,
+    pad_or_trim,
+    speech_index,
+    voice_split,
+)
 from utils.world import COLORS, SHAPES
 
 

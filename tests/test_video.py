@@ -14,9 +14,23 @@ import pytest
 import torch
 from torch import nn
 
-from utils.video import (DEFAULT_SPEED, DIRECTIONS, OPPOSITE, VideoWorld, clip_caption, fit_scene, fits,
-                         frame_average, half_travel, moving_clip, num_tubelets, show_clip, to_video_tensor,
-                         trajectory, tubelets)
+from utils.video import (
+    DEFAULT_SPEED,
+    DIRECTIONS,
+    OPPOSITE,
+    VideoWorld,
+    clip_caption,
+    fit_scene,
+    fits,
+    frame_average,
+    half_travel,
+    moving_clip,
+    num_tubelets,
+    show_clip,
+    to_video_tensor,
+    trajectory,
+    tubelets,
+)
 from utils.world import BACKGROUND_RGB, COLORS, MARGIN, SHAPES, SIZES, World, caption, render, sample_scene
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import re
 import sys
 import tomllib
 from pathlib import Path

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+# The zoo is trained with its recipes' own seeds: COURSE_SEED (the sweep's seed shift) must not move them.
+os.environ.pop("COURSE_SEED", None)
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -156,16 +159,17 @@ def make_tiny_clip(out: Path = ZOO / "tiny-clip-shapes") -> dict[str, float]:
     metrics = clip.evaluate_clip(model, tokenizer, world)
     (out / "metrics.json").write_text(json.dumps({"recipe": r, "metrics": metrics, "train_seconds": round(seconds, 1)},
                                                  indent=1) + "\n")
-    (out / "README.md").write_text(CLIP_CARD.format(params=sum(p.numel() for p in model.parameters()),
-                                                    seconds=seconds, holdout_text=", ".join(" ".join(p) for p in r["holdout"]),
-                                                    **r, **metrics))
+    (out / "README.md").write_text(CLIP_CARD.format(
+        params=sum(p.numel() for p in model.parameters()), seconds=seconds,
+        holdout_text=", ".join(" ".join(p) for p in r["holdout"]), **r, **metrics))
     return metrics
 
 
 VLM_RECIPE = {"world_seed": 0, "image_size": 32, "layer": "layer2", "n_positions": 48, "train_scenes": 12000,
-              "extra_position_questions": 20000, "side_questions": 30000, "grounding_questions": 30000, "grounding_bins": 8, "stage1_steps": 300,
-              "stage1_lr": 2e-3, "stage2_steps": 16000, "batch_size": 128, "lr": 2e-3, "seed": 1, "threads": 1, "eval_scenes": 1000,
-              "grounding_eval_scenes": 200, "curve_every": 500}
+              "extra_position_questions": 20000, "side_questions": 30000, "grounding_questions": 30000,
+              "grounding_bins": 8, "stage1_steps": 300, "stage1_lr": 2e-3, "stage2_steps": 16000, "batch_size": 128,
+              "lr": 2e-3, "seed": 1, "threads": 1, "eval_scenes": 1000, "grounding_eval_scenes": 200,
+              "curve_every": 500}
 
 VLM_CARD = """# tiny-vlm-shapes
 
@@ -174,7 +178,8 @@ zoo CLIP's image tower (frozen; its stage-2 feature grid, 4×4 tokens of {vision
 tokens), a 2-layer MLP projector plus one learned position vector per grid cell ({projector_params:,}
 parameters) into the zoo GPT's embedding space, and the
 zoo GPT ({lm_params:,} parameters) with the question words, `<image>` and the grounding tokens `<box>`, `</box>`,
-`<loc0>`..`<loc{last_bin}>` added to its vocabulary and its position table grown to {n_positions}. The image tokens are spliced in at `<image>`:
+`<loc0>`..`<loc{last_bin}>` added to its vocabulary and its position table grown to {n_positions}. \
+The image tokens are spliced in at `<image>`:
 `question: what color is the circle? <image> answer: red`. The question comes first so that, in the causal
 LM, the image tokens can attend to it; with the image first, the same recipe left yes/no questions at chance
 (existence 0.48 in the prototype run). Saved as its library parts:
@@ -186,10 +191,12 @@ from utils.vlm import TinyVLM
 vlm = TinyVLM.from_pretrained("data/models/tiny-vlm-shapes")
 ```
 
-## Training (`utils.vlm`, `make models`; {seconds:.0f} s of training on one CPU thread, the curve's evaluations included)
+## Training (`utils.vlm`, `make models`; {seconds:.0f} s of training on one CPU thread, \
+the curve's evaluations included)
 - Data: `World(seed={world_seed}, image_size={image_size})` train scenes 0..{last}: their captions (stage 1) and
   their questions (6 per scene, balanced over the six kinds{extra}), {side_questions:,} single-object position
-  questions ("is the red circle on the left?" / "at the top?", `utils.vlm.side_questions`) and {grounding_questions:,} grounding
+  questions ("is the red circle on the left?" / "at the top?", `utils.vlm.side_questions`) and \
+{grounding_questions:,} grounding
   questions ("where is the red circle?" → `<box> <loc1> <loc2> <loc3> <loc5> </box>`, {grounding_bins} bins per
   axis, one per object, sampled) (stage 2).
 - {stage1}
@@ -242,7 +249,8 @@ SEED_NOTE = (
     "questions): with seed 0 it ended with yes/no questions at chance (existence "
     "0.50, count 0.59; with stage-1 LR 1e-2: 0.53 and 0.60), while seed 1 (shipped) did not, and stage 2 alone "
     "(no stage 1) reached existence 0.99 with seeds 0 and 1. A model this small trains on a knife's edge: if a "
-    "retrain collapses, change the seed. Trained with torch.set_num_threads({threads}) so that a rerun repeats the same arithmetic.")
+    "retrain collapses, change the seed. Trained with torch.set_num_threads({threads}) so that a rerun repeats the "
+    "same arithmetic.")
 
 
 def write_vlm_card(out: Path = ZOO / "tiny-vlm-shapes") -> None:
@@ -256,7 +264,8 @@ def write_vlm_card(out: Path = ZOO / "tiny-vlm-shapes") -> None:
     curve = result["position_curve"]
     curve = curve[::-1][::math.ceil(len(curve) / 8)][::-1]  # at most 8 columns, ending with the last point
     (out / "README.md").write_text(VLM_CARD.format(
-        vision_dim=model.projector[0].in_features, projector_params=sum(p.numel() for p in model.connector_parameters()),
+        vision_dim=model.projector[0].in_features,
+        projector_params=sum(p.numel() for p in model.connector_parameters()),
         lm_params=sum(p.numel() for p in model.lm.parameters()), seconds=result["train_seconds"],
         last=r["train_scenes"] - 1, eval_last=r["eval_scenes"] - 1, rows=rows, limits=limits, **r,
         stage1=f"Stage 1 (alignment): projector only, captions, {r['stage1_steps']} steps, LR {r['stage1_lr']}.",
@@ -303,7 +312,8 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
     # stage 1: projector only, on captions
     for p in model.lm.parameters():
         p.requires_grad_(False)
-    captions = [caption(s, np.random.default_rng([r["seed"], i])) for i, s in enumerate(world.scenes("train", r["train_scenes"]))]
+    captions = [caption(s, np.random.default_rng([r["seed"], i]))
+                for i, s in enumerate(world.scenes("train", r["train_scenes"]))]
     ids, labels = vlm.encode_texts(model.tokenizer, [vlm.caption_prompt()] * len(captions), captions)
     h1 = vlm.train_vlm(model, features, torch.arange(len(captions)), ids, labels, r["stage1_steps"],
                        model.connector_parameters(), r["batch_size"], r["stage1_lr"], r["seed"],
@@ -316,11 +326,13 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
     rng = np.random.default_rng(r["seed"])
     grounding = [grounding[int(j)] for j in rng.permutation(len(grounding))[: r["grounding_questions"]]]
     index = [i for i, _ in pairs] + [i for i, *_ in grounding]
-    ids, labels = vlm.encode_texts(model.tokenizer, [vlm.vqa_prompt(q) for q in questions + [q for _, q, _, _ in grounding]],
+    ids, labels = vlm.encode_texts(model.tokenizer,
+                                   [vlm.vqa_prompt(q) for q in questions + [q for _, q, _, _ in grounding]],
                                    answers + [a for _, _, a, _ in grounding])
     # the position curve: held-out relative and single-object position accuracy every curve_every steps
     val_images, val_pairs = vlm.vqa_examples(world, "val", r["eval_scenes"])
-    val_pairs = [p for p in val_pairs if p[1].kind == "position"] + vlm.side_questions(world, "val", r["eval_scenes"])[:1000]
+    val_pairs = ([p for p in val_pairs if p[1].kind == "position"]
+                 + vlm.side_questions(world, "val", r["eval_scenes"])[:1000])
     val_features = vlm.clip_grid_tokens(model.visual, clip.normalize_images(val_images), r["layer"])
     curve = []
 
@@ -345,12 +357,13 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
     env.seed_everything(r["seed"])
     blind = vlm.build_vlm(r["layer"], r["image_size"], r["n_positions"])
     vlm.add_grounding_tokens(blind.lm, blind.tokenizer, r["grounding_bins"])  # the same vocabulary
-    vlm.train_text_only(blind.lm, blind.tokenizer, questions, answers, r["stage2_steps"], r["batch_size"], r["lr"], r["seed"])
+    vlm.train_text_only(blind.lm, blind.tokenizer, questions, answers, r["stage2_steps"], r["batch_size"], r["lr"],
+                        r["seed"])
     _, val_pairs = vlm.vqa_examples(world, "val", r["eval_scenes"])
     text_only = vlm.vqa_accuracy(vlm.text_only_scores(blind.lm, blind.tokenizer, [qa.question for _, qa in val_pairs]),
                                  val_pairs)
-    result = {"recipe": r, "metrics": metrics, "text_only": text_only, "grounding": grounding_metrics, "position_curve": curve,
-              "position_by_relation": by_relation,
+    result = {"recipe": r, "metrics": metrics, "text_only": text_only, "grounding": grounding_metrics,
+              "position_curve": curve, "position_by_relation": by_relation,
               "stage1_final_loss": h1.losses[-1] if h1 else None,
               "stage2_final_loss": h2.losses[-1], "train_seconds": round(seconds, 1)}
     (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
