@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tests.checks_testing import failed_with
+from utils.checks import evaluate
 
 # --- 5.1 projector ---------------------------------------------------------------------------------------------
 
@@ -72,7 +73,8 @@ def _pos(ids, image_id, b):
 
 
 def splice_keep_placeholder(text, ids, image, image_id):
-    return torch.stack([torch.cat([text[b, :_pos(ids, image_id, b) + 1], image[b], text[b, _pos(ids, image_id, b) + 1:]])
+    return torch.stack([torch.cat([text[b, :_pos(ids, image_id, b) + 1], image[b],
+                                   text[b, _pos(ids, image_id, b) + 1:]])
                         for b in range(len(ids))])
 
 
@@ -111,6 +113,37 @@ def labels_prepended(labels, ids, n_image, image_id):
 @pytest.mark.parametrize("fn, hint", [(labels_zero, "-100"), (labels_prepended, "line up")])
 def test_label_mistakes(fn, hint):
     failed_with("5.3", fn, hint)
+
+
+def test_a_failing_53_after_a_failing_52_points_upstream(monkeypatch, capsys):
+    """A learner's 5.3 that calls their own broken 5.2 splice is told to fix 5.2 first — once 5.2 passes, not."""
+    from utils import checks, vlm
+
+    monkeypatch.setattr(checks, "STATUS", {})
+    monkeypatch.delenv("COURSE_STRICT_CHECKS", raising=False)
+
+    def broken_splice(text, ids, image, image_id):               # image tokens in front of everything
+        return torch.stack([torch.cat([image[b], text[b][ids[b] != image_id]]) for b in range(len(ids))])
+
+    def my_labels(labels, ids, n_image, image_id):               # right idea, built on the broken splice
+        fill = torch.full((len(ids), n_image, 1), -100, dtype=labels.dtype)
+        return broken_splice(labels[..., None], ids, fill, image_id)[..., 0]
+
+    checks.check("5.2", broken_splice)
+    checks.check("5.3", my_labels)
+    out = capsys.readouterr().out
+    assert "builds on Exercise 5.2, which has not passed yet" in out
+    checks.check("5.2", vlm.splice_image_tokens)
+    checks.check("5.3", my_labels)
+    assert "builds on" not in capsys.readouterr().out
+
+
+def test_a_shape_hint_reads_as_two_sentences():
+    def one_short(labels, ids, n_image, image_id):
+        return labels[:, :-1]
+
+    result = evaluate("5.3", one_short)
+    assert "wrong shape: got (2, 5), expected (2, 8). The labels differ" in result.message, result.message
 
 
 # --- 5.4 AnyRes ----------------------------------------------------------------------------------------------------
@@ -173,7 +206,8 @@ def box_rounded(box, image_size, bins):
 
 
 def box_yx(box, image_size, bins):
-    return "<box> " + " ".join(f"<loc{min(bins - 1, int(box[i] / image_size * bins))}>" for i in (1, 0, 3, 2)) + " </box>"
+    return ("<box> " + " ".join(f"<loc{min(bins - 1, int(box[i] / image_size * bins))}>" for i in (1, 0, 3, 2))
+            + " </box>")
 
 
 def box_no_wrapper(box, image_size, bins):

@@ -66,6 +66,15 @@ def test_train_loop_is_step_bounded_and_learns():
     assert train.accuracy(model, x, y) > 0.95
 
 
+def test_train_says_when_it_finished(capsys):
+    """A saved notebook shows the progress bar's first frame only; the last line says the run finished."""
+    hist = train.train(lambda b: 1.0, iter(lambda: None, 0), steps=5, desc="demo")
+    assert len(hist.losses) == 5
+    assert "demo: 5 steps done in" in capsys.readouterr().out
+    train.train(lambda b: 1.0, iter(lambda: None, 0), steps=5, desc="quiet", report=False)
+    assert "quiet" not in capsys.readouterr().out
+
+
 def test_attention_references_agree_with_torch():
     q, k, v = torch.randn(3, 2, 5, 4).unbind(0)
     mask = attention.causal_mask(5)

@@ -5,6 +5,7 @@ so a notebook gives the same numbers on every machine; progress bars stay silent
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -90,10 +91,15 @@ def infinite_batches(tensors: tuple[torch.Tensor, ...], batch_size: int,
 
 
 def train(step_fn: Callable[[tuple[torch.Tensor, ...]], float], batches: Iterator[tuple[torch.Tensor, ...]],
-          steps: int, desc: str = "training", on_step: Callable[[int], None] | None = None) -> History:
+          steps: int, desc: str = "training", on_step: Callable[[int], None] | None = None,
+          report: bool = True) -> History:
     """Run ``step_fn`` on ``steps`` batches; returns the loss history. Step-bounded, never time-bounded.
-    ``on_step(n)``, if given, runs after each step with n = the number of steps done (for evaluation curves)."""
+    ``on_step(n)``, if given, runs after each step with n = the number of steps done (for evaluation curves).
+
+    With ``report`` (the default) a last line says that it finished — steps, seconds, final loss — so a saved or
+    headless-executed notebook shows a finished run, not the progress bar's frozen first frame."""
     history = History()
+    start = time.perf_counter()
     bar = progress(range(steps), total=steps, desc=desc)
     for step in bar:
         loss = step_fn(next(batches))
@@ -102,6 +108,10 @@ def train(step_fn: Callable[[tuple[torch.Tensor, ...]], float], batches: Iterato
             bar.set_postfix(loss=f"{loss:.3f}")
         if on_step is not None:
             on_step(step + 1)
+    if report and steps:
+        window = min(20, steps)
+        print(f"{desc}: {steps:,} steps done in {time.perf_counter() - start:.1f} s, "
+              f"loss {history.smoothed(window)[-1]:.3f} (mean of the last {window})")
     return history
 
 

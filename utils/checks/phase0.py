@@ -38,7 +38,8 @@ def _diagnose(got: torch.Tensor, expected: torch.Tensor, mistakes: dict[str, tor
         if _close(got, wrong, atol=1e-4):
             raise CheckFailed(hint)
     if got.shape != expected.shape:
-        raise CheckFailed(f"wrong shape: got {tuple(got.shape)}, expected {tuple(expected.shape)}. {default}")
+        raise CheckFailed(f"wrong shape: got {tuple(got.shape)}, expected {tuple(expected.shape)}. "
+                          f"{default[:1].upper()}{default[1:]}")
     err = (got.float() - expected.float()).abs().max().item()
     raise CheckFailed(f"{default} (largest difference from the oracle: {err:.3g})")
 

@@ -101,7 +101,7 @@ def _check_splice(fn) -> str:
     return "Each row: text before <image>, the N image tokens, the text after — length T - 1 + N."
 
 
-@register("5.3", "labels for the spliced sequence", V.splice_labels)
+@register("5.3", "labels for the spliced sequence", V.splice_labels, builds_on=("5.2",))
 def _check_labels(fn) -> str:
     _, ids, _, image_id = _splice_batch()
     labels = torch.tensor([[1, 5, 6, -100, 7, -100], [1, -100, 5, 6, 7, 8]])  # any labels, not only answers
