@@ -24,3 +24,16 @@ def _offline_guard():
         env.block_network()
     yield
     env.allow_network()
+
+
+@pytest.fixture(scope="module")
+def lm_and_tokenizer():
+    """The zoo GPT and its tokenizer with the question words added (Phases 4 and 5 use it frozen)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from utils.vlm import extend_vocabulary
+
+    lm = AutoModelForCausalLM.from_pretrained("data/models/tiny-gpt-shapes").eval()
+    tok = AutoTokenizer.from_pretrained("data/models/tiny-gpt-shapes")
+    extend_vocabulary(lm, tok)
+    return lm, tok

@@ -315,9 +315,9 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
     captions = [caption(s, np.random.default_rng([r["seed"], i]))
                 for i, s in enumerate(world.scenes("train", r["train_scenes"]))]
     ids, labels = vlm.encode_texts(model.tokenizer, [vlm.caption_prompt()] * len(captions), captions)
-    h1 = vlm.train_vlm(model, features, torch.arange(len(captions)), ids, labels, r["stage1_steps"],
-                       model.connector_parameters(), r["batch_size"], r["stage1_lr"], r["seed"],
-                       desc="stage 1") if r["stage1_steps"] else None
+    h1 = vlm.train_vlm(model, features, torch.arange(len(captions)), ids, labels, steps=r["stage1_steps"],
+                       params=model.connector_parameters(), batch_size=r["batch_size"], lr=r["stage1_lr"],
+                       seed=r["seed"], desc="stage 1") if r["stage1_steps"] else None
     # stage 2: projector + LM, on questions and grounding questions ("where is the red circle?" -> <box> ...)
     for p in model.lm.parameters():
         p.requires_grad_(True)
@@ -343,9 +343,9 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
             curve.append({"step": n, "position": round(acc["position"], 3), "side": round(acc["side"], 3)})
             print(curve[-1], flush=True)
 
-    h2 = vlm.train_vlm(model, features, torch.tensor(index), ids, labels, r["stage2_steps"],
-                       model.connector_parameters() + list(model.lm.parameters()), r["batch_size"], r["lr"],
-                       r["seed"], desc="stage 2", on_step=measure)
+    h2 = vlm.train_vlm(model, features, torch.tensor(index), ids, labels, steps=r["stage2_steps"],
+                       params=model.connector_parameters() + list(model.lm.parameters()),
+                       batch_size=r["batch_size"], lr=r["lr"], seed=r["seed"], desc="stage 2", on_step=measure)
     seconds = time.perf_counter() - start  # includes the curve's evaluations (a few seconds each)
     model.eval()
     model.save_pretrained(out)
@@ -357,8 +357,8 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
     env.seed_everything(r["seed"])
     blind = vlm.build_vlm(r["layer"], r["image_size"], r["n_positions"])
     vlm.add_grounding_tokens(blind.lm, blind.tokenizer, r["grounding_bins"])  # the same vocabulary
-    vlm.train_text_only(blind.lm, blind.tokenizer, questions, answers, r["stage2_steps"], r["batch_size"], r["lr"],
-                        r["seed"])
+    vlm.train_text_only(blind.lm, blind.tokenizer, questions, answers, steps=r["stage2_steps"],
+                        batch_size=r["batch_size"], lr=r["lr"], seed=r["seed"])
     _, val_pairs = vlm.vqa_examples(world, "val", r["eval_scenes"])
     text_only = vlm.vqa_accuracy(vlm.text_only_scores(blind.lm, blind.tokenizer, [qa.question for _, qa in val_pairs]),
                                  val_pairs)

@@ -1,29 +1,55 @@
 """The course package of "Multimodal Learning, from Beginner to Advanced".
 
-Small modules by topic; each says which phase introduces it:
+Small modules by topic, imports going one way — world → encoders and models → fusion → VLM → checks and
+notebooks — never back (tests/test_imports.py fails on a cycle or on a module importing another's
+``_private`` name). Each says which phase introduces it:
 
 * ``env``        seeds (``seed(n)``, shifted by ``COURSE_SEED`` for the sweep), device, fast/CI/offline flags,
                  CPU kernel levels, the environment check (Phase 0)
-* ``world``      the shapes world: scenes, images, captions, QA, boxes (Phase 0, extended later)
-* ``checks``     ``check("0.3", fn)`` self-checks for the exercises (Phase 0)
-* ``train``      a readable, step-bounded training loop (Phase 0)
-* ``plots``      loss curves, image grids, embedding scatters, attention maps (Phase 0)
-* ``embeddings`` L2 normalisation, cosine similarity (Phase 0); modality gap, PCA, retrieval (Phase 1)
+* ``world``      the shapes world, a package with one module per part: scenes, rendering, captions and QA,
+                 depth, rendered text, the dataset, display (Phase 0, extended by later phases)
+* ``checks``     ``check("0.3", fn)`` self-checks, one module per phase, shared helpers in ``checks.oracles``
+                 (Phase 0)
+* ``train``      a readable, step-bounded training loop, AdamW with a one-cycle schedule (Phase 0)
+* ``plots``      loss curves, image grids, embedding scatters, attention maps, diagrams (Phase 0)
+* ``embeddings`` L2 normalisation, cosine similarity (Phase 0); modality gap, PCA, retrieval, probes (Phase 1)
 * ``attention``  scaled dot-product, multi-head and cross-attention (Phase 0)
 * ``text``       BPE, a caption tokenizer, the next-token loss (Phase 0)
 * ``lm``         a tiny GPT-2 caption model (Phase 0)
-* ``clip``       a tiny open_clip CLIP on the shapes world: loading, training, retrieval, zero-shot (Phases 1, 3)
-* ``contrastive`` InfoNCE, SigLIP, hard negatives, the CLIP-score filter (Phase 3)
-* ``audio``      the spoken-words dataset in data/speech/ and waveform helpers (Phases 2-3)
+* ``vision``     images as token sequences, a tiny ViT, a small CNN (Phases 0, 2)
+* ``audio``      the spoken-words dataset in data/speech/, mel spectrograms, a spectrogram CNN (Phases 2-3)
 * ``video``      moving-shape clips, frame averages and tubelet tokens (Phase 2)
-* ``vision``     images as token sequences (Phase 0)
+* ``clip``       a tiny open_clip CLIP on the shapes world: loading, training, retrieval, zero-shot, the
+                 tower's grid tokens (Phases 1, 3, 4)
+* ``contrastive`` InfoNCE, SigLIP, hard negatives, the CLIP-score filter (Phase 3)
+* ``vqa``        the answer vocabulary, (image, question) examples, per-kind accuracy (Phase 4; Phase 5 too)
+* ``fusion``     five fusion patterns, Flamingo's gated cross-attention, a resampler, a Perceiver, a depth
+                 adapter (Phase 4)
+* ``vlm``        a LLaVA-style VLM from library parts: projectors, splicing, training, AnyRes, grounding
+                 (Phase 5)
 * ``colab``      installs what Colab lacks (Phase 0)
 """
 from . import attention, embeddings, env, lm, plots, text, train, vision, world  # light, always loaded
 from .checks import check, expect
-from .env import (check_environment, generator, get_device, in_colab, is_ci, is_fast, is_offline, seed,
-                  seed_everything, setup, steps)
+from .env import (
+                  check_environment,
+                  generator,
+                  get_device,
+                  in_colab,
+                  is_ci,
+                  is_fast,
+                  is_offline,
+                  seed,
+                  seed_everything,
+                  setup,
+                  steps,
+)
 
-__all__ = ["check", "expect", "check_environment", "generator", "get_device", "in_colab", "is_ci", "is_fast",
-           "is_offline", "seed", "seed_everything", "setup", "steps"]
+__all__ = [
+    # the light submodules, always loaded
+    "attention", "embeddings", "env", "lm", "plots", "text", "train", "vision", "world",
+    # the names most notebooks use
+    "check", "expect", "check_environment", "generator", "get_device", "in_colab", "is_ci", "is_fast",
+    "is_offline", "seed", "seed_everything", "setup", "steps",
+]
 __version__ = "0.1.0"

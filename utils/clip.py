@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from . import env
 from .env import REPO_ROOT
@@ -109,7 +110,8 @@ def preprocess_images(preprocess: Callable, images_uint8: np.ndarray) -> torch.T
 
 def normalize_images(images_uint8: np.ndarray) -> torch.Tensor:
     """uint8 images (N, H, W, 3) → float tensor (N, 3, H, W) normalised with CLIP's mean and std."""
-    return normalize_float_images(torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float() / 255.0)
+    return normalize_float_images(
+        torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float() / 255.0)
 
 
 def normalize_float_images(images: torch.Tensor) -> torch.Tensor:
@@ -222,7 +224,8 @@ def retrieval_r1(model, tokenizer: Callable, world: World, n_blocks: int = 5) ->
     return recall_in_blocks(*_test_pairs(model, tokenizer, world, 100 * n_blocks))
 
 
-def evaluate_clip(model, tokenizer: Callable, world: World, n_blocks: int = 10, n_single: int = 2000) -> dict[str, float]:
+def evaluate_clip(model, tokenizer: Callable, world: World, n_blocks: int = 10,
+                  n_single: int = 2000) -> dict[str, float]:
     """The zoo CLIP's card metrics on held-out (test-split) scenes.
 
     * ``image_to_text_r1`` / ``text_to_image_r1``: Recall@1 among 100 test scenes and their captions,
@@ -241,3 +244,25 @@ def evaluate_clip(model, tokenizer: Callable, world: World, n_blocks: int = 10, 
     return {"image_to_text_r1": recall_in_blocks(img, txt), "text_to_image_r1": recall_in_blocks(txt, img),
             "zero_shot_seen": correct[~held].float().mean().item(),
             "zero_shot_heldout": correct[held].float().mean().item(), "heldout_test_images": int(held.sum())}
+
+
+def clip_grid_tokens(visual: nn.Module, images: torch.Tensor, layer: str = "layer3", batch_size: int = 512,
+                     grad: bool = False) -> torch.Tensor:
+    """The zoo CLIP image tower's feature grid as a token sequence (B, H'*W', C): its "patch tokens".
+
+    ``visual`` is open_clip's ModifiedResNet; we run its stem and residual stages up to ``layer`` and skip the
+    attention pool that would squeeze the grid into one vector (LLaVA likewise reads a ViT's patch tokens from
+    a layer before the pooled output). ``images`` are CLIP-normalised (B, 3, S, S); a 64-px input gives a 4x4
+    grid at ``layer3``. Row-major order: token r*W'+c is grid cell (r, c). Introduced in Phase 4 (the tower's
+    patch tokens for fusion and the VLM).
+    """
+    with torch.set_grad_enabled(grad):
+        outs = []
+        for i in range(0, len(images), batch_size):
+            x = visual.stem(images[i:i + batch_size].to(next(visual.parameters()).device))
+            for name in ("layer1", "layer2", "layer3", "layer4"):
+                x = getattr(visual, name)(x)
+                if name == layer:
+                    break
+            outs.append(x.flatten(2).transpose(1, 2))
+        return torch.cat(outs)

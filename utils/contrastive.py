@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 
-def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor | float) -> torch.Tensor:
+def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor,
+              logit_scale: torch.Tensor | float) -> torch.Tensor:
     """Symmetric InfoNCE over a batch of L2-normalised pairs (row i of each is a matching pair).
 
     ``logit_scale`` multiplies the cosines (it is 1/temperature; open_clip stores its log). The loss is the

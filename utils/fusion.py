@@ -18,15 +18,15 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from . import env
+from .clip import clip_grid_tokens, normalize_images
 from .embeddings import masked_mean
 from .train import History, adamw_one_cycle, infinite_batches, train, update
-from .vlm import ANSWERS, answer_word, clip_grid_tokens, last_token_scores, per_kind_accuracy  # noqa: F401
+from .vqa import ANSWERS, answer_word, per_kind_accuracy, vqa_examples
 
 PATTERNS: tuple[str, ...] = ("concat", "cross_attention", "qformer", "projector", "early")
 KINDS: tuple[str, ...] = ("color", "shape", "count", "exists", "position")
@@ -78,7 +78,8 @@ def add_depth(features: torch.Tensor, depth: torch.Tensor, encode: nn.Module, ze
 
 
 class Resampler(nn.Module):
-    """A one-layer Q-Former / Perceiver resampler: K learned queries -> cross-attention -> MLP. (B, N, D) -> (B, K, D)."""
+    """A one-layer Q-Former / Perceiver resampler: K learned queries -> cross-attention -> MLP.
+    (B, N, D) -> (B, K, D)."""
 
     def __init__(self, dim: int, n_queries: int, heads: int = 4) -> None:
         super().__init__()
@@ -156,7 +157,8 @@ class Perceiver(nn.Module):
     Cost per layer grows like N*K (cross) + K*K (self) instead of N*N: the input can be large. Phase 4.
     """
 
-    def __init__(self, in_dim: int, n_latents: int, n_classes: int, dim: int = 64, depth: int = 2, heads: int = 4) -> None:
+    def __init__(self, in_dim: int, n_latents: int, n_classes: int, dim: int = 64, depth: int = 2,
+                 heads: int = 4) -> None:
         super().__init__()
         self.embed = nn.Linear(in_dim, dim)
         self.read = Resampler(dim, n_latents, heads)
@@ -226,7 +228,9 @@ def tower_with_adapter(visual: nn.Module, images: torch.Tensor, depth: torch.Ten
 # The VQA task and the five fusion patterns
 
 
-def _encoder(dim: int, depth: int, heads: int = 4) -> nn.TransformerEncoder:
+def transformer_encoder(dim: int, depth: int, heads: int = 4) -> nn.TransformerEncoder:
+    """A pre-norm transformer encoder (no dropout) of ``depth`` layers: the Perceiver's latent stack and
+    the baselines' full transformer."""
     layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, 0.0, batch_first=True, norm_first=True)
     return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
 
@@ -280,7 +284,7 @@ class FusionVQA(nn.Module):
                 self.image_in = nn.Embedding(codebook, dim)
                 n_image = n_codes
             self.pos = nn.Parameter(torch.zeros(n_image + max_text, dim))
-            self.encoder = _encoder(dim, depth)
+            self.encoder = transformer_encoder(dim, depth)
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, n_out))
 
     def language_tokens(self, n_text: int) -> int:
@@ -388,8 +392,6 @@ def vqa_data(world, split: str, n_scenes: int, visual: nn.Module, lm, tokenizer,
     4x4 pixel patches, if a ``codebook`` is given), "pixels" (uint8 images). Per question: "image" (its image),
     "ids"/"text_mask"/"text" (frozen GPT), "answer" (index into ANSWERS), and lists "kinds", "questions".
     """
-    from .clip import normalize_images
-    from .vlm import vqa_examples
 
     images, pairs = vqa_examples(world, split, n_scenes, every_question, seed)
     pairs = [(i, qa) for i, qa in pairs if qa.kind in kinds]

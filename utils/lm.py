@@ -43,7 +43,8 @@ def train_caption_lm(model, input_ids: torch.Tensor, labels: torch.Tensor, steps
     def step(batch: tuple[torch.Tensor, ...]) -> float:
         ids, lab = (t.to(model.device) for t in batch)
         model.train()
-        return update(loss_fn(model(input_ids=ids, attention_mask=(lab != -100).long()).logits, lab), optimizer, schedule)
+        return update(loss_fn(model(input_ids=ids, attention_mask=(lab != -100).long()).logits, lab),
+                      optimizer, schedule)
 
     return train(step, infinite_batches((input_ids, labels), batch_size, generator), steps, desc="caption LM")
 

@@ -22,7 +22,8 @@ def adamw_one_cycle(params, lr: float, steps: int, weight_decay: float = 0.01
     """AdamW over the parameters that require gradients, with a one-cycle schedule peaking at ``lr``: 10 %
     warm-up (at least 2 steps, so very short smoke-test runs keep a valid schedule), then annealing."""
     optimizer = torch.optim.AdamW([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=max(0.1, 2 / steps))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps,
+                                                   pct_start=max(0.1, 2 / steps))
     return optimizer, schedule
 
 

@@ -26,8 +26,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .world import (DEFAULT_HOLDOUT, MARGIN, SPLITS, Scene, _check_image_size, _join, _to_hwc_uint8, render,
-                    sample_scene)
+from .world import (
+    DEFAULT_HOLDOUT,
+    MARGIN,
+    SPLITS,
+    Scene,
+    check_image_size,
+    join_phrases,
+    render,
+    sample_scene,
+    to_hwc_uint8,
+)
 
 DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
 # Unit step of each direction in image coordinates (x to the right, y downwards).
@@ -141,7 +150,7 @@ def moving_clip(
     ``moving_clip(s, "left")[::-1]`` equals ``moving_clip(s, "right")`` byte for byte and both have the same
     frame average.
     """
-    _check_image_size(image_size)
+    check_image_size(image_size)
     return np.stack([render(s, image_size) for s in trajectory(scene, direction, n_frames, speed)])
 
 
@@ -150,7 +159,7 @@ def clip_caption(scene: Scene, direction: str) -> str:
     (object phrases as in :func:`utils.world.caption`, template 0)."""
     _check_direction(direction)
     verb = "moves" if len(scene) == 1 else "move"
-    return f"{_join(['a ' + o.describe() for o in scene.objects])} {verb} {DIRECTION_PHRASE[direction]}."
+    return f"{join_phrases(['a ' + o.describe() for o in scene.objects])} {verb} {DIRECTION_PHRASE[direction]}."
 
 
 class VideoWorld:
@@ -177,7 +186,7 @@ class VideoWorld:
         max_objects: int = 2,
         holdout: Iterable[tuple[str, str]] = DEFAULT_HOLDOUT,
     ) -> None:
-        _check_image_size(image_size)
+        check_image_size(image_size)
         assert n_frames >= 1 and speed >= 0
         assert directions and all(d in DIRECTIONS for d in directions), f"directions must come from {DIRECTIONS}"
         assert 1 <= min_objects <= max_objects <= 3, "1..3 objects (more rarely fit a moving clip)"
@@ -318,7 +327,7 @@ def show_clip(
         if k >= n:
             ax.axis("off")
             continue
-        ax.imshow(_to_hwc_uint8(frames[k]), interpolation="nearest")
+        ax.imshow(to_hwc_uint8(frames[k]), interpolation="nearest")
         if label_frames:
             ax.set_title(f"t={k}", fontsize=7)
     if own_figure:

@@ -16,7 +16,6 @@ tower, which stays the zoo CLIP (open_clip ``local-dir:``; a ``vision/`` folder 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -24,23 +23,26 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from transformers import AddedToken, AutoModelForCausalLM, AutoTokenizer
 
 from . import env
-from .world import COLORS, NUMBER_WORDS, QA, SHAPES, SIZES
+from .clip import ZOO_CLIP, clip_grid_tokens, load_clip, normalize_float_images, normalize_images
+from .fusion import Resampler, transformer_encoder
+from .train import adamw_one_cycle, infinite_batches, train, update
+from .vqa import ANSWERS, answer_word, last_token_scores, per_kind_accuracy, vqa_accuracy, vqa_examples
+from .world import QA, TEXT_ALPHABET
+
+__all__ = [  # the VQA names stay importable from here, where Phase 5 reads them (`uvlm.ANSWERS`)
+    "ANSWERS", "answer_word", "clip_grid_tokens", "last_token_scores", "per_kind_accuracy", "vqa_accuracy",
+    "vqa_examples",
+]
 
 IMAGE_TOKEN = "<image>"
 # Words the world's questions and answers use that the zoo GPT's caption vocabulary lacks, plus prompt markers.
 QA_WORDS: tuple[str, ...] = (
     "what", "color", "shape", "size", "how", "many", "are", "below", "yes", "no", "zero",
     "circles", "squares", "triangles", "diamonds", "question", "answer", "where")
-ANSWERS: tuple[str, ...] = COLORS + SHAPES + SIZES + NUMBER_WORDS[:5] + ("yes", "no")
-
-
-def answer_word(qa: QA) -> str:
-    """The answer as one vocabulary word: counts become number words ("2" -> "two"), the rest stay."""
-    return NUMBER_WORDS[int(qa.answer)] if qa.kind == "count" else qa.answer
-
-
 def vqa_prompt(question: str) -> str:
     """The text around the image for a question: ``"question: ... <image> answer:"`` (the answer follows).
 
@@ -58,27 +60,6 @@ def caption_prompt() -> str:
 # Parts
 
 
-def clip_grid_tokens(visual: nn.Module, images: torch.Tensor, layer: str = "layer3", batch_size: int = 512,
-                     grad: bool = False) -> torch.Tensor:
-    """The zoo CLIP image tower's feature grid as a token sequence (B, H'*W', C): its "patch tokens".
-
-    ``visual`` is open_clip's ModifiedResNet; we run its stem and residual stages up to ``layer`` and skip the
-    attention pool that would squeeze the grid into one vector (LLaVA likewise reads a ViT's patch tokens from
-    a layer before the pooled output). ``images`` are CLIP-normalised (B, 3, S, S); a 64-px input gives a 4x4
-    grid at ``layer3``. Row-major order: token r*W'+c is grid cell (r, c). Introduced in Phase 4.
-    """
-    with torch.set_grad_enabled(grad):
-        outs = []
-        for i in range(0, len(images), batch_size):
-            x = visual.stem(images[i:i + batch_size].to(next(visual.parameters()).device))
-            for name in ("layer1", "layer2", "layer3", "layer4"):
-                x = getattr(visual, name)(x)
-                if name == layer:
-                    break
-            outs.append(x.flatten(2).transpose(1, 2))
-        return torch.cat(outs)
-
-
 def mlp_projector(vision_dim: int, lm_dim: int, hidden: int | None = None) -> nn.Sequential:
     """LLaVA-1.5's projector: Linear -> GELU -> Linear, vision features to the LM's embedding width."""
     hidden = hidden or lm_dim
@@ -92,7 +73,6 @@ class QFormerProjector(nn.Module):
 
     def __init__(self, vision_dim: int, lm_dim: int, n_tokens: int, n_queries: int = 4, heads: int = 4) -> None:
         super().__init__()
-        from .fusion import Resampler
 
         self.inp = nn.Linear(vision_dim, lm_dim)
         self.pos = nn.Parameter(torch.randn(n_tokens, lm_dim) * 0.02)
@@ -123,7 +103,6 @@ def extend_vocabulary(lm, tokenizer, words: Sequence[str] = QA_WORDS, special: S
     The library way (``tokenizer.add_tokens`` + ``model.resize_token_embeddings``), as LLaVA does for
     ``<image>``; new rows start at the mean of the old embeddings. Returns how many tokens were added.
     """
-    from transformers import AddedToken
 
     n = tokenizer.add_tokens([AddedToken(w, single_word=True) for w in words if w not in tokenizer.get_vocab()])
     n += tokenizer.add_special_tokens({"additional_special_tokens": list(special)})
@@ -259,14 +238,14 @@ class TinyVLM(nn.Module):
                 if nxt == self.tokenizer.eos_token_id or embeds.shape[1] >= self.lm.config.n_positions:
                     break
                 out.append(nxt)
-                embeds = torch.cat([embeds, self.lm.get_input_embeddings()(torch.tensor([[nxt]], device=self.device))], 1)
+                embeds = torch.cat(
+                    [embeds, self.lm.get_input_embeddings()(torch.tensor([[nxt]], device=self.device))], 1)
             texts.append(self.tokenizer.decode(out, skip_special_tokens=skip_special_tokens).strip())
         return texts
 
     def save_pretrained(self, path: str | Path, card: dict | None = None) -> None:
         """Write ``projector.safetensors`` + ``vlm_config.json`` and ``lm/`` (transformers); the frozen tower is not
         copied (it is the zoo CLIP). Only the MLP projector is saved this way."""
-        from safetensors.torch import save_file
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -286,10 +265,6 @@ class TinyVLM(nn.Module):
     def from_pretrained(cls, path: str | Path, vision: str | Path | None = None, device: str = "cpu") -> "TinyVLM":
         """Reassemble a saved VLM: open_clip tower from ``vision`` (default: ``<path>/vision`` if present, else
         the zoo CLIP), projector weights, and the LM + tokenizer with ``AutoModelForCausalLM.from_pretrained``."""
-        from safetensors.torch import load_file
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from .clip import ZOO_CLIP, load_clip
 
         path = Path(path)
         config = json.loads((path / "vlm_config.json").read_text())
@@ -310,21 +285,6 @@ class TinyVLM(nn.Module):
 
 # ----------------------------------------------------------------------------------------------------------
 # Data, training and evaluation
-
-
-def vqa_examples(world, split: str, n_scenes: int, every_question: bool = False, seed: int = 0
-                 ) -> tuple[np.ndarray, list[tuple[int, QA]]]:
-    """Images of scenes 0..n_scenes-1 and (scene index, QA) pairs: each item's own questions, or with
-    ``every_question`` every question the world can ask about the scene (many more, for training)."""
-    from .world import questions
-
-    images, scenes = world.arrays(split, n_scenes)
-    if every_question:
-        pairs = [(i, qa) for i, s in enumerate(scenes)
-                 for qa in questions(s, np.random.default_rng([seed, i]), None, world._holdout(split))]
-    else:
-        pairs = [(i, qa) for i in range(n_scenes) for qa in world.item(split, i)["qa"]]
-    return images, pairs
 
 
 SIDE_PHRASES: dict[str, str] = {"x": "on the left", "y": "at the top"}
@@ -374,7 +334,7 @@ def encode_texts(tokenizer, prompts: Sequence[str], targets: Sequence[str]) -> t
 
 
 def train_vlm(vlm: TinyVLM, features: torch.Tensor, index: torch.Tensor, input_ids: torch.Tensor,
-              labels: torch.Tensor, steps: int, params, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
+              labels: torch.Tensor, *, steps: int, params, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
               images: torch.Tensor | None = None, desc: str = "VLM", on_step=None):
     """Train ``params`` of ``vlm`` on (image ``index`` -> text) pairs for ``steps`` steps (AdamW, one-cycle).
 
@@ -382,7 +342,6 @@ def train_vlm(vlm: TinyVLM, features: torch.Tensor, index: torch.Tensor, input_i
     ``images`` instead (and tower parameters in ``params``) to fine-tune the tower too. ``on_step(n)``, if
     given, is called after every step (n = steps done; e.g. to measure a curve). Returns a History.
     """
-    from .train import adamw_one_cycle, infinite_batches, train, update
 
     optimizer, schedule = adamw_one_cycle(params, lr, steps)
     generator = env.generator(seed)
@@ -397,38 +356,11 @@ def train_vlm(vlm: TinyVLM, features: torch.Tensor, index: torch.Tensor, input_i
                  on_step=on_step)
 
 
-def last_token_scores(logits: torch.Tensor, attention_mask: torch.Tensor, candidate_ids: Sequence[int]) -> torch.Tensor:
-    """Log-probabilities of the candidate tokens at each row's last real position (right-padded rows)."""
-    last = attention_mask.sum(1) - 1
-    return logits[torch.arange(len(last), device=logits.device), last].log_softmax(-1)[:, list(candidate_ids)]
-
-
-def per_kind_accuracy(correct: Sequence[bool], kinds: Sequence[str], order: Sequence[str] | None = None
-                      ) -> dict[str, float]:
-    """Accuracy per question kind, in ``order`` (default: sorted; kinds outside ``order`` are left out), and
-    over everything ("all")."""
-    ok, kinds = np.asarray(correct, dtype=bool), np.asarray(kinds)
-    order = sorted(set(kinds.tolist())) if order is None else order
-    out = {k: float(ok[kinds == k].mean()) for k in order if (kinds == k).any()}
-    out["all"] = float(ok.mean())
-    return out
-
-
-def vqa_accuracy(scores: torch.Tensor, pairs: Sequence[tuple[int, QA]], candidates: Sequence[str] = ANSWERS
-                 ) -> dict[str, float]:
-    """Accuracy per question kind (and "all") of the best-scoring candidate answer."""
-    pred = [candidates[int(i)] for i in scores.argmax(1)]
-    return per_kind_accuracy([p == answer_word(qa) for p, (_, qa) in zip(pred, pairs)], [qa.kind for _, qa in pairs])
-
-
 def build_vlm(layer: str = "layer2", image_size: int = 32, n_positions: int = 48, device: str = "cpu",
               projector: str = "mlp", n_queries: int = 4) -> TinyVLM:
     """A fresh LLaVA-style VLM from the zoo: the zoo CLIP tower (frozen), a new projector (``"mlp"``, ``"linear"``
     or ``"qformer"`` with ``n_queries`` output tokens, see :func:`make_projector`), and the zoo GPT with the
     question words and ``<image>`` added to its vocabulary and a position table long enough for image + text."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .clip import ZOO_CLIP, load_clip
 
     gpt = ZOO_CLIP.parent / "tiny-gpt-shapes"
     lm = AutoModelForCausalLM.from_pretrained(gpt).to(device)
@@ -450,10 +382,9 @@ def text_only_prompt(question: str) -> str:
     return f"question: {question} answer:"
 
 
-def train_text_only(lm, tokenizer, questions: Sequence[str], answers: Sequence[str], steps: int,
+def train_text_only(lm, tokenizer, questions: Sequence[str], answers: Sequence[str], *, steps: int,
                     batch_size: int = 128, lr: float = 2e-3, seed: int = 0):
     """The blind baseline: fine-tune the LM alone on (question -> answer), no image. Returns a History."""
-    from .train import adamw_one_cycle, infinite_batches, train, update
 
     ids, labels = encode_texts(tokenizer, [text_only_prompt(q) for q in questions], answers)
     optimizer, schedule = adamw_one_cycle(lm.parameters(), lr, steps)
@@ -480,7 +411,6 @@ def text_only_scores(lm, tokenizer, questions: Sequence[str], candidates: Sequen
 
 def evaluate_vqa(vlm: TinyVLM, world, split: str = "val", n_scenes: int = 1000) -> dict[str, float]:
     """Per-kind accuracy of ``vlm`` on the questions of scenes 0..n_scenes-1 of ``split`` (6 per scene)."""
-    from .clip import normalize_images
 
     images, pairs = vqa_examples(world, split, n_scenes)
     vlm.eval()
@@ -492,7 +422,6 @@ def evaluate_vqa(vlm: TinyVLM, world, split: str = "val", n_scenes: int = 1000) 
 def position_by_relation(vlm: TinyVLM, world, split: str = "val", n_scenes: int = 300) -> dict[str, float]:
     """Accuracy on every relative-position question of scenes 0..n_scenes-1, per relation word ("left",
     "right", "above", "below"): tells a model that compares along one axis only from one that compares both."""
-    from .clip import normalize_images
 
     images, pairs = vqa_examples(world, split, n_scenes, every_question=True)
     pairs = [p for p in pairs if p[1].kind == "position"]
@@ -592,7 +521,6 @@ def grounding_ious(vlm: TinyVLM, features: torch.Tensor, rows, bins: int) -> np.
 def text_reading_data(world, split: str, n: int, length: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """Rendered strings ``World.text_item``: float images (n, 3, 32, 128) in [0, 1] and character indices
     (n, length) into ``TEXT_ALPHABET``."""
-    from .world import TEXT_ALPHABET
 
     items = [world.text_item(split, i, length=length) for i in range(n)]
     images = torch.from_numpy(np.stack([it["image"] for it in items])).permute(0, 3, 1, 2).float() / 255
@@ -612,7 +540,6 @@ def text_views(images: torch.Tensor, mode: str, tile: int = 32) -> torch.Tensor:
 
 def view_tokens(visual: nn.Module, views: torch.Tensor, layer: str = "layer2") -> torch.Tensor:
     """Grid tokens of every view (B, V, 3, t, t) in [0, 1], concatenated per image: (B, V * N, C)."""
-    from .clip import normalize_float_images
 
     b, v = views.shape[:2]
     tokens = clip_grid_tokens(visual, normalize_float_images(views.flatten(0, 1)), layer)
@@ -626,11 +553,10 @@ class TextReader(nn.Module):
 
     def __init__(self, n_tokens: int, n_chars: int, n_classes: int, vision_dim: int = 128, dim: int = 64) -> None:
         super().__init__()
-        from .fusion import Resampler, _encoder
 
         self.inp = nn.Linear(vision_dim, dim)
         self.pos = nn.Parameter(torch.randn(n_tokens, dim))  # unit scale: tokens are told apart from step 0
-        self.encoder = _encoder(dim, 1)
+        self.encoder = transformer_encoder(dim, 1)
         self.read = Resampler(dim, n_chars)
         self.head = nn.Linear(dim, n_classes)
 
@@ -660,7 +586,6 @@ def evaluate_grounding(vlm: TinyVLM, world, split: str = "val", n_scenes: int = 
     """Ask ``vlm`` "where is the <colour> <shape>?" about every object of scenes 0..n_scenes-1 of ``split``:
     mean IoU of its ``<box>`` answers, the share above IoU 0.5, and the mean IoU of the best blind answer
     (the average box of those objects) for comparison."""
-    from .clip import normalize_images
 
     images, rows = grounding_examples(world, split, n_scenes, bins)
     vlm.eval()

@@ -15,10 +15,14 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import pkgutil
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["check", "expect", "evaluate", "CheckFailed", "CheckResult", "Unsolved", "register", "REGISTRY", "reference"]
+from ..env import is_fast, is_strict
+
+__all__ = ["check", "expect", "evaluate", "phase_modules", "CheckFailed", "CheckResult", "Unsolved", "register",
+           "REGISTRY", "reference"]
 
 
 class CheckFailed(AssertionError):
@@ -56,10 +60,10 @@ class CheckResult:
 REGISTRY: dict[str, Exercise] = {}
 # What check() said of each exercise in this session (kernel): "passed", "failed" or "unsolved".
 STATUS: dict[str, str] = {}
-# Modules that register the checks of each phase, imported on first use.
-_PHASE_MODULES = {"0": "utils.checks.phase0", "1": "utils.checks.phase1", "2": "utils.checks.phase2",
-                  "3": "utils.checks.phase3", "4": "utils.checks.phase4",
-                  "5": "utils.checks.phase5"}
+def phase_modules() -> dict[str, str]:
+    """Phase -> the module that registers its checks: every ``utils.checks.phaseN`` there is."""
+    names = (m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("phase") and m.name[5:].isdigit())
+    return {n[5:]: f"{__name__}.{n}" for n in sorted(names, key=lambda n: int(n[5:]))}
 
 
 def register(exercise_id: str, title: str, reference: Any, builds_on: tuple[str, ...] = ()
@@ -77,8 +81,11 @@ def register(exercise_id: str, title: str, reference: Any, builds_on: tuple[str,
 
 def _exercise(exercise_id: str) -> Exercise:
     phase = exercise_id.split(".", 1)[0]
-    if exercise_id not in REGISTRY and phase in _PHASE_MODULES:
-        importlib.import_module(_PHASE_MODULES[phase])
+    if exercise_id not in REGISTRY and phase.isdigit():  # exercise "5.3" is registered by utils.checks.phase5
+        try:
+            importlib.import_module(f"{__name__}.phase{phase}")
+        except ModuleNotFoundError:
+            pass
     if exercise_id not in REGISTRY:
         raise KeyError(f"No check is registered for exercise {exercise_id!r}.")
     return REGISTRY[exercise_id]
@@ -137,8 +144,6 @@ def check(exercise_id: str, answer: Any) -> Any:
         print(f"   Note: this exercise builds on {names}, which has not passed yet. If your answer calls your own "
               f"{'versions' if len(upstream) > 1 else 'version'} of {'them' if len(upstream) > 1 else 'it'}, "
               "the mistake may be there: fix that check first.")
-    from ..env import is_strict  # noqa: PLC0415 - avoids an import cycle at package import
-
     if is_strict():
         raise AssertionError(f"strict mode: {result.message}")
     print("   → The rest of this notebook uses the course's reference answer until this check passes.")
@@ -156,8 +161,6 @@ def expect(name: str, value: float, at_least: float | None = None, at_most: floa
     With ``COURSE_EXPECT_LOG=path`` (set by ``make sweep``) every result is appended to that JSON-lines file
     and a miss never raises, so the sweep sees every value of a run.
     """
-    from ..env import is_fast, is_strict  # noqa: PLC0415 - env imports nothing from checks; kept local by choice
-
     ok = (at_least is None or value >= at_least) and (at_most is None or value <= at_most)
     bounds = " and ".join(b for b in (f"≥ {at_least}" if at_least is not None else "",
                                        f"≤ {at_most}" if at_most is not None else "") if b)

@@ -1,7 +1,6 @@
 """Checks for the Phase 0 exercises (prerequisites). Oracles are library implementations where one exists."""
 from __future__ import annotations
 
-import copy
 import inspect
 import math
 import random
@@ -15,34 +14,8 @@ from .. import embeddings as E
 from .. import text as T
 from .. import train as TR
 from .. import vision as V
-from . import CheckFailed, Unsolved, register
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
-    return isinstance(a, torch.Tensor) and a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=atol)
-
-
-def _tensor(out: object, what: str) -> torch.Tensor:
-    if out is None:  # the starter (`...`) returns None
-        raise Unsolved
-    if not isinstance(out, torch.Tensor):
-        raise CheckFailed(f"{what} should return a torch.Tensor, got {type(out).__name__}.")
-    return out
-
-
-def _diagnose(got: torch.Tensor, expected: torch.Tensor, mistakes: dict[str, torch.Tensor], default: str) -> None:
-    """Return if ``got`` matches ``expected``; else raise CheckFailed naming the mistake it reproduces."""
-    if _close(got, expected):
-        return
-    for hint, wrong in mistakes.items():  # before the shape test: some mistakes change the shape
-        if _close(got, wrong, atol=1e-4):
-            raise CheckFailed(hint)
-    if got.shape != expected.shape:
-        raise CheckFailed(f"wrong shape: got {tuple(got.shape)}, expected {tuple(expected.shape)}. "
-                          f"{default[:1].upper()}{default[1:]}")
-    err = (got.float() - expected.float()).abs().max().item()
-    raise CheckFailed(f"{default} (largest difference from the oracle: {err:.3g})")
-
+from . import CheckFailed, register
+from .oracles import close, diagnose, require_tensor
 
 # --- 0.1 a training step --------------------------------------------------------------------------------
 
@@ -89,7 +62,7 @@ def _check_train_step(fn) -> str:
 def _check_l2(fn) -> str:
     x = torch.randn(5, 7, generator=torch.Generator().manual_seed(1)) * 3
     try:
-        got = _tensor(fn(x), "l2_normalize")
+        got = require_tensor(fn(x), "l2_normalize")
     except RuntimeError as exc:
         if "must match the size" not in str(exc):
             raise
@@ -106,8 +79,8 @@ def _check_l2(fn) -> str:
     }
     if got.shape != x.shape and got.shape == (5,):
         raise CheckFailed("you returned the norms: return x divided by its norms, same shape as x.")
-    _diagnose(got, F.normalize(x, dim=-1), mistakes, "rows should have unit L2 norm, like F.normalize(x, dim=-1).")
-    zero = _tensor(fn(torch.zeros(2, 4)), "l2_normalize")
+    diagnose(got, F.normalize(x, dim=-1), mistakes, "rows should have unit L2 norm, like F.normalize(x, dim=-1).")
+    zero = require_tensor(fn(torch.zeros(2, 4)), "l2_normalize")
     if not torch.isfinite(zero).all():
         raise CheckFailed("a zero vector gives NaN: clamp the norm to a small eps before dividing.")
     return "Matches F.normalize, zero vectors included."
@@ -118,7 +91,7 @@ def _check_cos(fn) -> str:
     g = torch.Generator().manual_seed(2)
     a, b = torch.randn(4, 6, generator=g) * 2, torch.randn(3, 6, generator=g) + 1
     expected = F.cosine_similarity(a[:, None, :], b[None, :, :], dim=-1)
-    got = _tensor(fn(a, b), "cosine_similarity_matrix")
+    got = require_tensor(fn(a, b), "cosine_similarity_matrix")
     mistakes = {
         "these are raw dot products: L2-normalise both sets of vectors first.": a @ b.T,
         "only `a` was normalised: normalise `b` too.": F.normalize(a, dim=-1) @ b.T,
@@ -128,7 +101,7 @@ def _check_cos(fn) -> str:
     }
     if got.shape == (3, 4):
         raise CheckFailed("the result is transposed: row i should hold a[i] against every b[j], shape (N, M).")
-    _diagnose(got, expected, mistakes, "entry (i, j) should be cos(a[i], b[j]) as F.cosine_similarity gives.")
+    diagnose(got, expected, mistakes, "entry (i, j) should be cos(a[i], b[j]) as F.cosine_similarity gives.")
     return "Matches F.cosine_similarity on every pair."
 
 
@@ -148,14 +121,14 @@ def _check_sdpa(fn) -> str:
     d = q.shape[-1]
     expected = F.scaled_dot_product_attention(q, k, v)
     try:
-        got = _tensor(fn(q, k, v), "attention")
+        got = require_tensor(fn(q, k, v), "attention")
     except RuntimeError as exc:
         if "must match the size" not in str(exc):
             raise
         raise CheckFailed(f"shapes do not line up ({exc}). Inputs are batched (…, T, d): transpose only the "
                           "last two dimensions of k, with k.transpose(-2, -1) (k.T reverses all of them).") from None
     s = q @ k.transpose(-2, -1)
-    _diagnose(got, expected, {
+    diagnose(got, expected, {
         "the scores are not scaled: divide q·kᵀ by sqrt(d) (d = size of the last dimension).": s.softmax(-1) @ v,
         "you scaled by d: divide by sqrt(d) instead.": (s / d).softmax(-1) @ v,
         "you multiplied by sqrt(d): divide by it.": (s * math.sqrt(d)).softmax(-1) @ v,
@@ -164,9 +137,9 @@ def _check_sdpa(fn) -> str:
         "you returned the attention weights: multiply them by v.": (s / math.sqrt(d)).softmax(-1),
     }, "output differs from torch.nn.functional.scaled_dot_product_attention.")
     expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    got = _tensor(fn(q, k, v, mask), "attention with a mask")
+    got = require_tensor(fn(q, k, v, mask), "attention with a mask")
     scaled = s / math.sqrt(d)
-    _diagnose(got, expected, {
+    diagnose(got, expected, {
         "the mask is ignored: set the scores of masked-out keys (mask == False) to -inf before the softmax.":
             scaled.softmax(-1) @ v,
         "the mask is inverted: True means 'may attend', so fill -inf where mask is False (use ~mask).":
@@ -179,7 +152,7 @@ def _check_sdpa(fn) -> str:
         "-inf where it is False instead.": (scaled + mask).softmax(-1) @ v,
     }, "output with a mask differs from scaled_dot_product_attention(q, k, v, attn_mask=mask).")
     causal = A.causal_mask(6)
-    if not _close(_tensor(fn(k, k, v, causal), "causal attention"),
+    if not close(require_tensor(fn(k, k, v, causal), "causal attention"),
                   F.scaled_dot_product_attention(k, k, v, is_causal=True)):
         raise CheckFailed("a causal mask gives a different result from is_causal=True: check the mask handling.")
     _check_weights(fn, (q, k, v, mask), A.scaled_dot_product_attention(q, k, v, mask, return_weights=True)[1])
@@ -193,11 +166,11 @@ def _check_weights(fn, args: tuple, expected: torch.Tensor) -> None:
     out = fn(*args, return_weights=True)
     if not (isinstance(out, tuple) and len(out) == 2):
         raise CheckFailed("with return_weights=True, return a pair (output, weights).")
-    weights = _tensor(out[1], "the attention weights")
+    weights = require_tensor(out[1], "the attention weights")
     if weights.shape != expected.shape:
         raise CheckFailed(f"the weights should have shape {tuple(expected.shape)} (…, queries, keys), "
                           f"got {tuple(weights.shape)}.")
-    if not _close(weights, expected):
+    if not close(weights, expected):
         raise CheckFailed("the output is right but the returned weights are not the softmax weights "
                           "(after masking): return those.")
 
@@ -220,7 +193,7 @@ def _check_mha(fn) -> str:
     w_q, w_k, w_v, w_o = (torch.randn(d, d, generator=g) / math.sqrt(d) for _ in range(4))
     expected = _mha_oracle(x_q, x_kv, w_q, w_k, w_v, w_o, h)
     try:
-        got = _tensor(fn(x_q, x_kv, w_q, w_k, w_v, w_o, h), "multi_head_attention")
+        got = require_tensor(fn(x_q, x_kv, w_q, w_k, w_v, w_o, h), "multi_head_attention")
     except RuntimeError as exc:
         if "is invalid for input of size" not in str(exc):
             raise
@@ -235,7 +208,7 @@ def _check_mha(fn) -> str:
 
     bad_split = lambda t: t.reshape(2, h, -1, d // h)  # noqa: E731 - heads cut across positions
     good_split = lambda t: t.view(2, -1, h, d // h).transpose(1, 2)  # noqa: E731
-    _diagnose(got, expected, {
+    diagnose(got, expected, {
         "the heads are split with a bare reshape to (B, H, T, d): reshape to (B, T, H, d) and then transpose(1, 2),"
         " or each head mixes several positions.": variant(bad_split, d // h),
         "the heads are split and merged with a bare reshape: split (B, T, D) → (B, T, H, d) → transpose(1, 2), "
@@ -255,7 +228,7 @@ def _check_mha(fn) -> str:
     }, "output differs from torch.nn.MultiheadAttention given the same weights.")
     mask = torch.rand(3, 5, generator=g) > 0.5
     mask[:, 0] = True
-    if not _close(_tensor(fn(x_q, x_kv, w_q, w_k, w_v, w_o, h, mask), "masked attention"),
+    if not close(require_tensor(fn(x_q, x_kv, w_q, w_k, w_v, w_o, h, mask), "masked attention"),
                   _mha_oracle(x_q, x_kv, w_q, w_k, w_v, w_o, h, mask)):
         raise CheckFailed("without a mask it is right, with one it is not: pass `mask` on to your attention.")
     _check_weights(fn, (x_q, x_kv, w_q, w_k, w_v, w_o, h, mask),
@@ -291,12 +264,12 @@ def _wrong_bpe(word_freqs: dict[str, int], n: int, mistake: str) -> list[T.Pair]
         if mistake == "stale":
             pairs[best] = 0
         if mistake == "first_only":
-            def merge_first(w):
+            def merge_first(w, pair):
                 for i in range(len(w) - 1):
-                    if (w[i], w[i + 1]) == best:
+                    if (w[i], w[i + 1]) == pair:
                         return w[:i] + (w[i] + w[i + 1],) + w[i + 2:]
                 return w
-            words = {merge_first(w): f for w, f in words.items()}
+            words = {merge_first(w, best): f for w, f in words.items()}
         elif mistake == "substring":  # "a b".replace: "aa b" → "aab" for the pair ("a", "b")
             words = {tuple(" ".join(w).replace(" ".join(best), "".join(best)).split()): f for w, f in words.items()}
         else:
@@ -382,11 +355,11 @@ def _check_lm_loss(fn) -> str:
     from transformers.loss.loss_utils import ForCausalLMLoss
 
     expected = ForCausalLMLoss(logits, labels, vocab_size=11)
-    got = _tensor(fn(logits, labels), "lm_loss")
+    got = require_tensor(fn(logits, labels), "lm_loss")
     if got.dim() != 0:
         raise CheckFailed(f"return one number (the mean over predicted tokens), got shape {tuple(got.shape)}.")
     flat = lambda lg, lb: F.cross_entropy(lg.reshape(-1, 11), lb.reshape(-1), ignore_index=-100)  # noqa: E731
-    _diagnose(got, expected, {
+    diagnose(got, expected, {
         "no shift: position t must predict token t+1 — compare logits[:, :-1] with labels[:, 1:].":
             flat(logits, labels),
         "shifted the wrong way: logits[:, :-1] (predictions at 0..T-2) go with labels[:, 1:] (the next tokens).":

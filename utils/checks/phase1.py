@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from .. import clip as C
 from .. import embeddings as E
 from . import CheckFailed, Unsolved, register
-from .phase0 import _diagnose, _tensor
+from .oracles import diagnose, require_tensor
 
 # --- 1.1 classify real models -------------------------------------------------------------------------
 
@@ -67,7 +67,8 @@ def _norm(value: object) -> str:
 @register("1.1", "classify real models", {m: v[:3] for m, v in MODEL_KEY.items()})
 def _check_taxonomy(answer) -> str:
     if not isinstance(answer, dict):
-        raise CheckFailed(f"answer with a dict {{model name: (family, fusion, objective)}}, got {type(answer).__name__}.")
+        raise CheckFailed(f"answer with a dict {{model name: (family, fusion, objective)}}, "
+                          f"got {type(answer).__name__}.")
     missing = [m for m in MODEL_KEY if m not in answer]
     if missing:
         raise CheckFailed(f"classify every model; missing: {', '.join(missing)}.")
@@ -168,7 +169,7 @@ def _check_pca(fn) -> str:
     g = torch.Generator().manual_seed(3)
     x = torch.randn(40, 6, generator=g) * torch.tensor([5.0, 3.0, 1.0, 0.5, 0.3, 0.1]) + 4.0  # off-centre
     x = x @ torch.linalg.qr(torch.randn(6, 6, generator=g))[0]  # rotate: components are not the axes
-    got = _tensor(fn(x), "pca_2d")
+    got = require_tensor(fn(x), "pca_2d")
     expected = torch.from_numpy(PCA(n_components=2).fit_transform(x.double().numpy())).float()
     if got.shape == (2, 6):
         raise CheckFailed("you returned the 2 principal directions (2, D): return the data projected onto "
@@ -229,7 +230,7 @@ def _check_close_gap(fn) -> str:
         raise Unsolved
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise CheckFailed("return a pair (a_closed, b_closed).")
-    got_a, got_b = (_tensor(t, "close_gap") for t in out)
+    got_a, got_b = (require_tensor(t, "close_gap") for t in out)
     exp_a, exp_b = E.close_gap(a, b)
     gap = a.mean(0) - b.mean(0)
     both = torch.cat([a, b]).mean(0)
@@ -245,7 +246,7 @@ def _check_close_gap(fn) -> str:
             "at its own mean instead, so both centroids sit at the origin.":
                 E.l2_normalize(mine - gap / 2 if name == "a" else mine + gap / 2),
         }
-        _diagnose(got, exp, mistakes, f"{name}: subtract {name}'s own centroid, then L2-normalise each row.")
+        diagnose(got, exp, mistakes, f"{name}: subtract {name}'s own centroid, then L2-normalise each row.")
     return "Each set is centred on its own mean and unit length again."
 
 
@@ -261,7 +262,7 @@ def _check_retrieve(fn) -> str:
         raise Unsolved
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise CheckFailed("return a pair (scores, indices), like torch.topk.")
-    scores, indices = (_tensor(t, "retrieve") for t in out)
+    scores, indices = (require_tensor(t, "retrieve") for t in out)
     sim = F.cosine_similarity(queries[:, None], keys[None], dim=-1)
     expected = sim.topk(3, dim=-1)
     if indices.shape != (5, 3):
@@ -270,7 +271,7 @@ def _check_retrieve(fn) -> str:
                               "keys, shape (n_queries, k); take topk along the keys' dimension (dim=-1).")
         raise CheckFailed(f"indices should have shape (n_queries, k) = (5, 3), got {tuple(indices.shape)}.")
     if torch.equal(indices, expected.indices):
-        _diagnose(scores, expected.values, {}, "the indices are right but the scores are not the cosine similarities.")
+        diagnose(scores, expected.values, {}, "the indices are right but the scores are not the cosine similarities.")
         return "Same top-3 keys and scores as torch.topk over cosine similarities."
     dots = (queries @ keys.T).topk(3, dim=-1).indices
     if torch.equal(indices, dots):

@@ -17,8 +17,7 @@ from .. import embeddings as E
 from .. import video as VI
 from .. import vision as V
 from . import CheckFailed, register
-from .phase0 import _diagnose, _tensor
-
+from .oracles import diagnose, require_tensor
 
 # --- 2.1 patchify ---------------------------------------------------------------------------------------
 
@@ -26,7 +25,7 @@ from .phase0 import _diagnose, _tensor
 def _check_patchify(fn) -> str:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 12, 8, generator=g)  # not square: rows and columns must not be confused
-    got = _tensor(fn(x, 4), "patchify")
+    got = require_tensor(fn(x, 4), "patchify")
     expected = F.unfold(x, kernel_size=4, stride=4).transpose(1, 2)  # (B, N, C*p*p)
     b, c = 2, 3
     grid = x.reshape(b, c, 3, 4, 2, 4)
@@ -42,19 +41,21 @@ def _check_patchify(fn) -> str:
             expected.transpose(1, 2),
     }
     if got.shape == (2, 3, 4, 2, 4, 4) or got.ndim > 3:
-        raise CheckFailed(f"flatten each patch into one vector: expected shape (B, N, C·p·p) = {tuple(expected.shape)}, "
-                          f"got {tuple(got.shape)}.")
-    _diagnose(got, expected, mistakes, "your patches differ from F.unfold(x, p, stride=p).transpose(1, 2).")
+        raise CheckFailed(f"flatten each patch into one vector: expected shape (B, N, C·p·p) = "
+                          f"{tuple(expected.shape)}, got {tuple(got.shape)}.")
+    diagnose(got, expected, mistakes, "your patches differ from F.unfold(x, p, stride=p).transpose(1, 2).")
     conv = nn.Conv2d(3, 5, kernel_size=4, stride=4)
     with torch.no_grad():
         linear = fn(x, 4) @ conv.weight.reshape(5, -1).T + conv.bias
         if not torch.allclose(linear, conv(x).flatten(2).transpose(1, 2), atol=1e-5):
-            raise CheckFailed("equal to F.unfold, but a linear layer on your patches should also equal the strided conv.")
+            raise CheckFailed("equal to F.unfold, but a linear layer on your patches should also equal the "
+                              "strided conv.")
     counts = {(224, 16): 196, (336, 14): 576, (32, 4): 64}
     for (size, p), n in counts.items():
         tokens = fn(torch.zeros(1, 3, size, size), p)
         if tokens.shape[1] != n:
-            raise CheckFailed(f"a {size}×{size} image with {p}×{p} patches should give {n} tokens, got {tokens.shape[1]}.")
+            raise CheckFailed(f"a {size}×{size} image with {p}×{p} patches should give {n} tokens, "
+                              f"got {tokens.shape[1]}.")
     return ("Equal to F.unfold and, through a linear layer, to the strided-conv patch embedding; token counts "
             "right for 224/16 (196), 336/14 (576) and 32/4 (64).")
 
@@ -69,7 +70,7 @@ def _check_vit_embed(fn) -> str:
     pos = torch.randn(1, 17, 8)
     images = torch.randn(3, 3, 16, 16)
     with torch.no_grad():
-        got = _tensor(fn(images, conv, cls, pos), "vit_embed")
+        got = require_tensor(fn(images, conv, cls, pos), "vit_embed")
         tokens = conv(images).flatten(2).transpose(1, 2)
         c = cls.expand(3, -1, -1)
         expected = torch.cat([c, tokens], 1) + pos
@@ -82,7 +83,7 @@ def _check_vit_embed(fn) -> str:
         }
     if got.shape == (3, 16, 8):
         raise CheckFailed("the [CLS] token is missing: prepend cls_token (expanded to the batch) to the patch tokens.")
-    _diagnose(got, expected, mistakes, "the embedded sequence differs from [CLS] + patch tokens, plus positions.")
+    diagnose(got, expected, mistakes, "the embedded sequence differs from [CLS] + patch tokens, plus positions.")
     return "[CLS] first, then the 16 patch tokens from the conv, plus learned positions: (B, N + 1, D)."
 
 
@@ -93,7 +94,7 @@ def _check_masked_mean(fn) -> str:
     g = torch.Generator().manual_seed(3)
     hidden = torch.randn(3, 5, 4, generator=g)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
-    got = _tensor(fn(hidden, mask), "masked_mean")
+    got = require_tensor(fn(hidden, mask), "masked_mean")
     m = mask[..., None].float()
     mistakes = {
         "the padding tokens are averaged in: multiply by the mask and divide by the number of REAL tokens "
@@ -104,7 +105,7 @@ def _check_masked_mean(fn) -> str:
         "you averaged over the feature dimension: average over the tokens (dim 1), keeping (B, D).":
             (hidden * m).mean(-1),
     }
-    _diagnose(got, E.masked_mean(hidden, mask), mistakes, "the pooled vectors differ from the mean over real tokens.")
+    diagnose(got, E.masked_mean(hidden, mask), mistakes, "the pooled vectors differ from the mean over real tokens.")
     return "One vector per sentence, the mean over its real tokens only."
 
 
@@ -114,7 +115,7 @@ def _check_masked_mean(fn) -> str:
 def _check_fbank(fn) -> str:
     import torchaudio
 
-    got = _tensor(fn(201, 40, 16000), "mel_filterbank")
+    got = require_tensor(fn(201, 40, 16000), "mel_filterbank")
     expected = torchaudio.functional.melscale_fbanks(201, 0.0, 8000.0, 40, 16000)
     freqs = torch.linspace(0, 8000, 201)
     lin = torch.linspace(0, 8000, 42)  # linearly spaced points: the mistake of skipping the mel scale
@@ -129,7 +130,7 @@ def _check_fbank(fn) -> str:
     if got.shape == (201, 38) or got.shape == (201, 42):
         raise CheckFailed("n_mels triangles need n_mels + 2 edge points (each triangle uses three consecutive "
                           "points); you used a different number.")
-    _diagnose(got, expected, mistakes, "the filters differ from torchaudio.functional.melscale_fbanks.")
+    diagnose(got, expected, mistakes, "the filters differ from torchaudio.functional.melscale_fbanks.")
     return "Equal to torchaudio.functional.melscale_fbanks (HTK mel scale, no normalisation)."
 
 
@@ -142,12 +143,13 @@ def _check_melspec(fn) -> str:
     g = torch.Generator().manual_seed(5)
     t = torch.arange(8000) / 16000
     wave = torch.sin(2 * torch.pi * 440 * t) + 0.1 * torch.randn(8000, generator=g)
-    got = _tensor(fn(wave, n_fft=400, hop_length=160, n_mels=40), "mel_spectrogram")
+    got = require_tensor(fn(wave, n_fft=400, hop_length=160, n_mels=40), "mel_spectrogram")
     expected = torchaudio.transforms.MelSpectrogram(16000, n_fft=400, hop_length=160, n_mels=40)(wave)
     spec = torch.stft(wave, 400, hop_length=160, window=torch.hann_window(400), return_complex=True)
     fb = AU.mel_filterbank(201, 40)
     no_window = torch.stft(wave, 400, hop_length=160, window=torch.ones(400), return_complex=True)
-    not_centred = torch.stft(wave, 400, hop_length=160, window=torch.hann_window(400), center=False, return_complex=True)
+    not_centred = torch.stft(wave, 400, hop_length=160, window=torch.hann_window(400), center=False,
+                             return_complex=True)
     mistakes = {
         "you used the magnitude |STFT|, not the power |STFT|²: square it (torchaudio's default power=2).":
             fb.T @ spec.abs(),
@@ -170,7 +172,7 @@ def _check_melspec(fn) -> str:
                           f"difference {err:.2g}).")
     batch = torch.stack([wave, wave.flip(0), 0.5 * wave])  # (3, samples): the notebook calls it on batches
     try:
-        got_batch = _tensor(fn(batch, n_fft=400, hop_length=160, n_mels=40), "mel_spectrogram")
+        got_batch = require_tensor(fn(batch, n_fft=400, hop_length=160, n_mels=40), "mel_spectrogram")
     except RuntimeError as exc:
         raise CheckFailed(f"right for one clip but it fails on a batch of shape (3, samples) ({exc}): write the "
                           "matrix product for any leading dimensions, e.g. (power.transpose(-1, -2) @ fb)"
@@ -189,7 +191,7 @@ def _check_melspec(fn) -> str:
 def _check_spec_tokens(fn) -> str:
     g = torch.Generator().manual_seed(6)
     spec = torch.randn(2, 16, 12, generator=g)  # (B, n_mels, frames)
-    got = _tensor(fn(spec, 8, 4), "spectrogram_tokens")
+    got = require_tensor(fn(spec, 8, 4), "spectrogram_tokens")
     expected = F.unfold(spec[:, None], kernel_size=(8, 4), stride=(8, 4)).transpose(1, 2)
     x = spec.reshape(2, 2, 8, 3, 4)
     mistakes = {
@@ -200,13 +202,15 @@ def _check_spec_tokens(fn) -> str:
         "you cut (time × frequency) = (8 × 4) patches: the patch is patch_freq mel bands tall and patch_time "
         "frames wide.": F.unfold(spec[:, None], kernel_size=(4, 8), stride=(4, 8)).transpose(1, 2),
     }
-    _diagnose(got, expected, mistakes, "the tokens differ from F.unfold with kernel = stride = (patch_freq, patch_time).")
+    diagnose(got, expected, mistakes,
+             "the tokens differ from F.unfold with kernel = stride = (patch_freq, patch_time).")
     ragged = torch.randn(2, 18, 13, generator=g)  # 18 bands, 13 frames: leftovers that fill no 8 × 4 patch
     try:
-        got_ragged = _tensor(fn(ragged, 8, 4), "spectrogram_tokens")
+        got_ragged = require_tensor(fn(ragged, 8, 4), "spectrogram_tokens")
     except RuntimeError as exc:
         raise CheckFailed(f"it fails when the patches do not tile the spectrogram exactly ({exc}): drop the "
-                          "leftover bands and frames first, e.g. spec[:, :nf * patch_freq, :nt * patch_time].") from None
+                          "leftover bands and frames first, "
+                          "e.g. spec[:, :nf * patch_freq, :nt * patch_time].") from None
     expected_ragged = F.unfold(ragged[:, None], kernel_size=(8, 4), stride=(8, 4)).transpose(1, 2)
     if got_ragged.shape != expected_ragged.shape or not torch.allclose(got_ragged, expected_ragged):
         raise CheckFailed("right when the patches tile the spectrogram exactly, wrong when there are leftover "
@@ -221,7 +225,7 @@ def _check_spec_tokens(fn) -> str:
 def _check_tubelets(fn) -> str:
     g = torch.Generator().manual_seed(7)
     video = torch.randn(2, 4, 3, 8, 12, generator=g)  # (B, T, C, H, W), not square
-    got = _tensor(fn(video, 2, 4), "tubelets")
+    got = require_tensor(fn(video, 2, 4), "tubelets")
     expected = VI.tubelets(video, 2, 4)
     b = 2
     x = video.reshape(b, 2, 2, 3, 2, 4, 3, 4)  # (B, nt, t, C, nh, p, nw, p)
@@ -235,10 +239,11 @@ def _check_tubelets(fn) -> str:
         "these are per-frame patches (t = 1), not tubelets: each token must span t consecutive frames.":
             VI.tubelets(video, 1, 4),
     }
-    _diagnose(got, expected, mistakes, "your tubelets differ from the Conv3d tubelet embedding's layout.")
+    diagnose(got, expected, mistakes, "your tubelets differ from the Conv3d tubelet embedding's layout.")
     conv = nn.Conv3d(3, 5, kernel_size=(2, 4, 4), stride=(2, 4, 4))
     with torch.no_grad():
         linear = got @ conv.weight.reshape(5, -1).T + conv.bias
         if not torch.allclose(linear, conv(video.transpose(1, 2)).flatten(2).transpose(1, 2), atol=1e-5):
-            raise CheckFailed("a linear layer on your tubelets should equal nn.Conv3d with kernel = stride = (t, p, p).")
+            raise CheckFailed("a linear layer on your tubelets should equal nn.Conv3d "
+                              "with kernel = stride = (t, p, p).")
     return "Same tokens as a Conv3d tubelet embedding (kernel = stride = (t, p, p)): 12 tokens of 96 numbers here."

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from .. import clip as C
 from .. import contrastive as K
 from . import CheckFailed, Unsolved, register
-from .phase0 import _diagnose, _tensor
+from .oracles import diagnose, require_tensor
 
 
 def _batch(n: int = 6, d: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,7 +33,8 @@ def _loss_and_grads(fn, img: torch.Tensor, txt: torch.Tensor, *scalars: float) -
     if loss is None:
         raise Unsolved
     if not isinstance(loss, torch.Tensor):
-        raise CheckFailed(f"return the loss as a scalar tensor (so it can be back-propagated), not {type(loss).__name__}.")
+        raise CheckFailed(f"return the loss as a scalar tensor (so it can be back-propagated), "
+                          f"not {type(loss).__name__}.")
     if loss.numel() != 1:
         raise CheckFailed(f"the loss should be one number (a scalar tensor), got shape {tuple(loss.shape)}: reduce it.")
     if not loss.requires_grad:
@@ -67,12 +68,13 @@ def _check_clip_loss(fn) -> str:
         "logit_scale is not applied: the cosines must be multiplied by it.":
             (F.cross_entropy(img @ txt.T, labels) + F.cross_entropy((img @ txt.T).T, labels)) / 2,
         "the target of row i is class i (the diagonal): labels = torch.arange(N), not zeros.":
-            (F.cross_entropy(logits, torch.zeros_like(labels)) + F.cross_entropy(logits.T, torch.zeros_like(labels))) / 2,
+            (F.cross_entropy(logits, torch.zeros_like(labels))
+             + F.cross_entropy(logits.T, torch.zeros_like(labels))) / 2,
         "you used exp(logit_scale): here logit_scale is already the multiplier (open_clip passes "
         "model.logit_scale.exp()).": (F.cross_entropy(math.exp(scale) * img @ txt.T, labels)
                                       + F.cross_entropy(math.exp(scale) * (img @ txt.T).T, labels)) / 2,
     }
-    _diagnose(got[0].reshape(()), expected[0].reshape(()), {h: v.reshape(()) for h, v in mistakes.items()},
+    diagnose(got[0].reshape(()), expected[0].reshape(()), {h: v.reshape(()) for h, v in mistakes.items()},
               "the loss differs from open_clip.loss.ClipLoss.")
     for name, g, e in zip(("image features", "text features", "logit_scale"), got[1:], expected[1:]):
         if not torch.allclose(g, e, atol=1e-5):
@@ -110,7 +112,7 @@ def _check_siglip(fn) -> str:
         "this is CLIP's softmax loss: SigLIP applies a sigmoid to each pair independently.":
             K.clip_loss(img, txt, scale),
     }
-    _diagnose(got[0].reshape(()), expected[0].reshape(()), {h: v.reshape(()) for h, v in mistakes.items()},
+    diagnose(got[0].reshape(()), expected[0].reshape(()), {h: v.reshape(()) for h, v in mistakes.items()},
               "the loss differs from open_clip.loss.SigLipLoss.")
     for name, g, e in zip(("image features", "text features", "logit_scale", "logit_bias"), got[1:], expected[1:]):
         if not torch.allclose(g, e, atol=1e-5):
@@ -141,7 +143,7 @@ def _check_logits(fn) -> str:
     images, texts = _zoo_batch()
     tokens = tokenizer(texts)
     with torch.no_grad():
-        got = _tensor(fn(model, images, tokens), "clip_logits")
+        got = require_tensor(fn(model, images, tokens), "clip_logits")
         img_f, txt_f, scale = model(images, tokens)[:3]  # open_clip's forward: normalised features, exp'd scale
         expected = scale * img_f @ txt_f.T
         raw_i, raw_t = model.encode_image(images), model.encode_text(tokens)
@@ -153,7 +155,7 @@ def _check_logits(fn) -> str:
         "the scale is missing: multiply the cosines by model.logit_scale.exp().": img_f @ txt_f.T,
         "these are texts × images: return logits_per_image, one row per image (image @ text.T).": expected.T,
     }
-    _diagnose(got, expected, mistakes, "the logits differ from the model's own forward pass.")
+    diagnose(got, expected, mistakes, "the logits differ from the model's own forward pass.")
     return "Equal to the logits from the open_clip model's own forward pass."
 
 
@@ -165,7 +167,7 @@ def _check_zero_shot(fn) -> str:
     names = ["red circle", "blue square", "green triangle"]
     templates = ["a small {}.", "there is a large {}.", "one object: a small {}."]
     with torch.no_grad():
-        got = _tensor(fn(model, tokenizer, names, templates), "the classifier")
+        got = require_tensor(fn(model, tokenizer, names, templates), "the classifier")
         expected = C.class_embeddings(model, tokenizer, names, templates)
         raw = torch.stack([model.encode_text(tokenizer([t.format(n) for t in templates])) for n in names])  # (C, T, D)
     unit = F.normalize(raw, dim=-1)
@@ -181,7 +183,7 @@ def _check_zero_shot(fn) -> str:
     if got.shape == (len(names), len(templates), raw.shape[-1]):
         raise CheckFailed("one embedding per prompt is left: average over the templates (dim 1) so each class "
                           "gets ONE vector.")
-    _diagnose(got, expected, mistakes, "the class embeddings differ from the ensembled, normalised prompts.")
+    diagnose(got, expected, mistakes, "the class embeddings differ from the ensembled, normalised prompts.")
     return "One unit vector per class, the normalised mean of its normalised prompt embeddings."
 
 
@@ -192,10 +194,11 @@ def _check_hard_negatives(fn) -> str:
     g = torch.Generator().manual_seed(5)
     emb = torch.randn(30, 6, generator=g) * torch.linspace(0.3, 3, 30)[:, None]  # rows of very different norms
     anchors = torch.tensor([0, 7, 29, 12])
-    got = _tensor(fn(emb, anchors, 4), "mine_hard_negatives")
+    got = require_tensor(fn(emb, anchors, 4), "mine_hard_negatives")
     expected = K.mine_hard_negatives(emb, anchors, 4)
     if got.shape != expected.shape:
-        raise CheckFailed(f"expected indices of shape (n_anchors, k) = {tuple(expected.shape)}, got {tuple(got.shape)}.")
+        raise CheckFailed(f"expected indices of shape (n_anchors, k) = {tuple(expected.shape)}, "
+                          f"got {tuple(got.shape)}.")
     if got.dtype not in (torch.int64, torch.int32):
         raise CheckFailed("return integer indices (like topk's .indices), not similarities.")
     if (got == anchors[:, None]).any():
@@ -229,10 +232,11 @@ def _check_filter(fn) -> str:
     got = fn(img, txt, 0.75)
     if got is None:
         raise Unsolved
-    got = _tensor(got, "clip_filter")
+    got = require_tensor(got, "clip_filter")
     expected = K.clip_filter(img, txt, 0.75)
     if got.dtype != torch.bool or got.shape != (20,):
-        raise CheckFailed(f"return a boolean mask with one entry per pair, shape (20,), got {got.dtype} {tuple(got.shape)}.")
+        raise CheckFailed(f"return a boolean mask with one entry per pair, shape (20,), "
+                          f"got {got.dtype} {tuple(got.shape)}.")
     if torch.equal(got, expected):
         if fn(img, txt, 0.5).sum().item() != 10:
             raise CheckFailed("keep = 0.5 should keep 10 of 20 pairs.")

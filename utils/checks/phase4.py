@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .. import fusion as Fu
 from . import CheckFailed, Unsolved, register
-from .phase0 import _diagnose
+from .oracles import diagnose
 
 # The references, captured at import: notebooks rebind ``fu.resample = check(...)`` etc. to the learner's passing
 # version, and a later check must still compare against the course's answer.
@@ -64,7 +64,7 @@ def _check_gated(fn) -> str:
             x + gate.tanh() * attn(norm_q(x), image, image)[0],
         "the query should be the normalised text: norm_q(x).": x + gate.tanh() * attn(x, kv, kv)[0],
     }
-    _diagnose(got, expected, mistakes, "the output differs from x + tanh(gate) · attn(norm_q(x), norm_kv(image), …).")
+    diagnose(got, expected, mistakes, "the output differs from x + tanh(gate) · attn(norm_q(x), norm_kv(image), …).")
     return "Identity at gate = 0, and the same output as the reference for an open gate."
 
 
@@ -88,7 +88,7 @@ def _check_resample(fn) -> str:
             "no attention: each query should get its own attention-weighted mix of the tokens, not the plain mean.":
                 tokens.mean(1, keepdim=True).expand(-1, 3, -1),
         }
-        _diagnose(got, _resample(queries, tokens, attn), mistakes,
+        diagnose(got, _resample(queries, tokens, attn), mistakes,
                   "the output differs from attn(queries, tokens, tokens) with the queries repeated over the batch.")
     return "K = 3 outputs for N = 5 and N = 12 inputs, equal to cross-attention from the queries."
 
@@ -113,7 +113,7 @@ def _check_vq(fn) -> str:
         "the largest dot product is not the nearest code when codes have different lengths: use Euclidean distance "
         "(torch.cdist) and argmin.": (patches @ codebook.T).argmax(-1),
     }
-    _diagnose(got, dist.argmin(-1), mistakes, "the indices differ from the nearest codebook row (cdist + argmin).")
+    diagnose(got, dist.argmin(-1), mistakes, "the indices differ from the nearest codebook row (cdist + argmin).")
     return "Every patch gets the index of its nearest code."
 
 
@@ -156,7 +156,7 @@ def _check_concat(fn) -> str:
         "the question is pooled by its last position, which for short questions is padding: use the masked mean.":
             torch.cat([pooled, text[:, -1]], -1),
     }
-    _diagnose(got, _concat(pooled, text, mask), mistakes,
+    diagnose(got, _concat(pooled, text, mask), mistakes,
               "expected torch.cat([pooled_image, masked mean of text], dim=-1), shape (B, E + D).")
     return "[image ; masked mean of the question], shape (B, E + D)."
 
@@ -187,11 +187,12 @@ def _check_adapter(fn) -> str:
     d_near = F.interpolate(depth, size=(8, 8), mode="nearest")
     d_bil = F.interpolate(depth, size=(8, 8), mode="bilinear", align_corners=False)
     mistakes = {
-        "the adapter should ADD to the tower's features, not replace them.": zero(encode(F.interpolate(depth, size=(8, 8), mode="area"))),
+        "the adapter should ADD to the tower's features, not replace them.":
+            zero(encode(F.interpolate(depth, size=(8, 8), mode="area"))),
         "resize with mode='area' (the average over each cell), not 'nearest', which samples one pixel per cell.":
             features + zero(encode(d_near)),
         "resize with mode='area', not bilinear.": features + zero(encode(d_bil)),
     }
-    _diagnose(got, _add_depth(features, depth, encode, zero), mistakes,
+    diagnose(got, _add_depth(features, depth, encode, zero), mistakes,
               "expected features + zero(encode(area-resized depth)).")
     return "Unchanged at initialisation; depth resized by area, encoded, projected and added."

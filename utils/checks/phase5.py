@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from .. import vlm as V
 from . import CheckFailed, Unsolved, register
-from .phase0 import _diagnose
+from .oracles import diagnose
 
 # References captured at import: a notebook rebinds ``uvlm.splice_image_tokens = check(...)`` to the learner's
 # passing version, and later checks must still compare with the course's answer.
@@ -96,7 +96,7 @@ def _check_splice(fn) -> str:
         "the image tokens go where <image> is, not after the text.":
             torch.stack([torch.cat([without[b], image[b]]) for b in range(2)]),
     }
-    _diagnose(got, expected, mistakes, "the spliced sequence differs from: text before <image>, the N image "
+    diagnose(got, expected, mistakes, "the spliced sequence differs from: text before <image>, the N image "
               "tokens, text after <image>.")
     return "Each row: text before <image>, the N image tokens, the text after — length T - 1 + N."
 
@@ -117,7 +117,7 @@ def _check_labels(fn) -> str:
         "the labels must line up with the spliced sequence: put the N image labels where <image> was (like the "
         "embeddings), not at the start.": pad,
     }
-    _diagnose(got, expected, mistakes, "the labels differ from: text labels with <image>'s label replaced by N "
+    diagnose(got, expected, mistakes, "the labels differ from: text labels with <image>'s label replaced by N "
               "times -100.")
     return "No loss on the image positions, and every text label still under its token."
 
@@ -143,7 +143,7 @@ def _check_tiles(fn) -> str:
         "resize the global view with mode='area' (an average over each block), as the course does.":
             torch.cat([F.interpolate(images, size=(4, 4), mode="nearest").unsqueeze(1), tiles], 1),
     }
-    _diagnose(got, expected, mistakes, "the views differ from: the thumbnail, then the tiles in row-major order.")
+    diagnose(got, expected, mistakes, "the views differ from: the thumbnail, then the tiles in row-major order.")
     return "Thumbnail first, then the full-resolution tiles left to right — 1 + 6 views for an 8 x 12 image."
 
 
@@ -151,7 +151,8 @@ def _check_tiles(fn) -> str:
 
 @register("5.5", "a box as <loc> tokens", V.box_to_text)
 def _check_box_to_text(fn) -> str:
-    cases = [((0, 4, 13, 32), 32, 8), ((5, 0, 31, 17), 32, 8), ((2.5, 6.2, 9.9, 16.0), 20, 10), ((0, 0, 64, 64), 64, 16)]
+    cases = [((0, 4, 13, 32), 32, 8), ((5, 0, 31, 17), 32, 8), ((2.5, 6.2, 9.9, 16.0), 20, 10),
+             ((0, 0, 64, 64), 64, 16)]
     for box, size, bins in cases:
         got = _call(fn, box, size, bins)
         expected = _box_to_text(box, size, bins)
@@ -199,5 +200,6 @@ def _check_iou(fn) -> str:
             raise CheckFailed("divide by the UNION (area a + area b - intersection), not by the smaller box.")
         if abs(float(got) - inter / (area(a) + area(b))) < 1e-6:
             raise CheckFailed("the union counts the overlap once: area a + area b - intersection.")
-        raise CheckFailed(f"IoU of {a} and {b} should be {expected:.4f} (torchvision.ops.box_iou), got {float(got):.4f}.")
+        raise CheckFailed(f"IoU of {a} and {b} should be {expected:.4f} (torchvision.ops.box_iou), "
+                          f"got {float(got):.4f}.")
     return "Equal to torchvision.ops.box_iou on overlapping, disjoint, nested and identical boxes."

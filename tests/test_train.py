@@ -1,0 +1,40 @@
+"""utils.train: the step-bounded loop, its report, progress bars, batches."""
+import torch
+from torch import nn
+
+from utils import train
+
+
+def test_train_loop_is_step_bounded_and_learns():
+    torch.manual_seed(0)
+    x = torch.randn(256, 2)
+    y = (x[:, 0] > 0).long()
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    seen = []
+    hist = train.train(lambda b: train.train_step(model, b[0], b[1], opt),
+                       train.infinite_batches((x, y), 32, torch.Generator().manual_seed(0)), steps=50,
+                       on_step=seen.append)
+    assert len(hist.losses) == 50 and len(hist.smoothed(10)) == 50 and seen == list(range(1, 51))
+    assert train.accuracy(model, x, y) > 0.95
+
+
+def test_train_says_when_it_finished(capsys):
+    """A saved notebook shows the progress bar's first frame only; the last line says the run finished."""
+    hist = train.train(lambda b: 1.0, iter(lambda: None, 0), steps=5, desc="demo")
+    assert len(hist.losses) == 5
+    assert "demo: 5 steps done in" in capsys.readouterr().out
+    train.train(lambda b: 1.0, iter(lambda: None, 0), steps=5, desc="quiet", report=False)
+    assert "quiet" not in capsys.readouterr().out
+
+
+def test_progress_accepts_disable_under_ci(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    assert list(train.progress(range(3), disable=True)) == [0, 1, 2]
+
+
+def test_infinite_batches_refuses_a_batch_larger_than_the_data():
+    import pytest
+
+    with pytest.raises(ValueError, match="larger than"):
+        next(train.infinite_batches((torch.zeros(5, 2),), batch_size=8))
