@@ -151,10 +151,11 @@ def check(exercise_id: str, answer: Any) -> Any:
 
 
 def expect(name: str, value: float, at_least: float | None = None, at_most: float | None = None,
-           why: str | None = None) -> bool:
+           why: str | None = None) -> None:
     """Check a headline result against its margin, e.g. ``expect("test accuracy", acc, at_least=0.9)``.
 
-    Prints ✓/✗ with the measured value and returns whether it holds. A miss **raises** only in strict mode
+    Prints ✓/✗ with the measured value; returns nothing (a cell ending with it shows no value). A miss
+    **raises** only in strict mode
     (``COURSE_STRICT_CHECKS=1``: ``make test`` on the solution notebooks). Anywhere else — a learner's run,
     fast mode (``COURSE_FAST=1``, shortened training) — it explains instead, so a lesson never stops on a
     result that is a little under its usual value; ``why`` adds the recipe's own usual cause.
@@ -171,7 +172,7 @@ def expect(name: str, value: float, at_least: float | None = None, at_most: floa
             f.write(json.dumps({"name": name, "value": float(value), "at_least": at_least, "at_most": at_most,
                                 "ok": bool(ok)}) + "\n")
     if ok:
-        return True
+        return
     if is_fast():
         print("   (fast mode: shortened training, so this is not enforced)")
     elif is_strict() and not log:
@@ -181,4 +182,3 @@ def expect(name: str, value: float, at_least: float | None = None, at_most: floa
               "an exercise above that has not passed yet, or an edit to a training cell; otherwise run-to-run "
               "variation (another processor, thread count or seed sends a short training another way): restart "
               "and rerun, or set COURSE_SEED=1. The lesson still holds; read on.")
-    return False
