@@ -205,7 +205,22 @@ def _check_hard_negatives(fn) -> str:
         raise CheckFailed("an anchor is listed as its own hard negative: exclude it (e.g. set its own similarity "
                           "to −inf before topk).")
     if torch.equal(got, expected):
-        return "The k most similar other items, most similar first."
+        dup = torch.cat([emb, emb[anchors].repeat(3, 1)])  # three exact copies of every anchor: captions repeat
+        got_dup = require_tensor(fn(dup, anchors, 4), "mine_hard_negatives")
+        if got_dup.shape != (len(anchors), 4) or (got_dup == anchors[:, None]).any():
+            raise CheckFailed("with exact copies of an anchor in the set (captions repeat: the 10,000 training "
+                              "captions hold only 4,344 distinct ones), your answer lists the anchor itself. Dropping "
+                              "the first result of topk(k + 1) assumes the anchor ranks first, but its copies tie "
+                              "with it: mask the anchor's own index instead (e.g. set its similarity to −inf).")
+        unit_dup = F.normalize(dup, dim=-1)
+
+        def cosines(picked: torch.Tensor) -> torch.Tensor:  # ties between copies make indices ambiguous, not cosines
+            return (unit_dup[anchors, None, :] * unit_dup[picked]).sum(-1)
+
+        if not torch.allclose(cosines(got_dup), cosines(K.mine_hard_negatives(dup, anchors, 4)), atol=1e-5):
+            raise CheckFailed("with copies of an anchor in the set, the negatives differ from the k most similar "
+                              "other rows: an anchor's copies are its hardest negatives and must come first.")
+        return "The k most similar other items, most similar first (duplicates of an anchor included)."
     unit = F.normalize(emb, dim=-1)
     dots = emb[anchors] @ emb.T
     dots[torch.arange(4), anchors] = -math.inf
