@@ -332,3 +332,18 @@ def test_melspec_must_handle_batches():
 
 def test_spec_tokens_must_drop_leftovers():
     failed_with("2.6", spec_no_crop, "leftover")
+
+
+def test_filterbank_with_edges_left_in_mel_units_is_named():
+    """Learner-trial finding: forgetting the mel -> Hz conversion got a generic hint."""
+    import math
+
+    def fbank_mel_units(n_freqs, n_mels, sample_rate):
+        freqs = torch.linspace(0, sample_rate / 2, n_freqs)
+        pts = torch.linspace(0, 2595 * math.log10(1 + sample_rate / 2 / 700), n_mels + 2)
+        up = (freqs[:, None] - pts[:-2]) / (pts[1:-1] - pts[:-2])
+        down = (pts[2:] - freqs[:, None]) / (pts[2:] - pts[1:-1])
+        return torch.clamp(torch.minimum(up, down), min=0)
+
+    failed_with("2.4", fbank_mel_units, "still in mel units")
+

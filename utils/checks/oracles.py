@@ -35,4 +35,4 @@ def diagnose(got: torch.Tensor, expected: torch.Tensor, mistakes: dict[str, torc
         raise CheckFailed(f"wrong shape: got {tuple(got.shape)}, expected {tuple(expected.shape)}. "
                           f"{default[:1].upper()}{default[1:]}")
     err = (got.float() - expected.float()).abs().max().item()
-    raise CheckFailed(f"{default} (largest difference from the oracle: {err:.3g})")
+    raise CheckFailed(f"{default} (largest difference from the expected values: {err:.3g})")

@@ -8,6 +8,8 @@ Oracles: ``F.unfold`` and a strided ``nn.Conv2d`` (patchify), ``torchaudio.funct
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -121,9 +123,14 @@ def _check_fbank(fn) -> str:
     lin = torch.linspace(0, 8000, 42)  # linearly spaced points: the mistake of skipping the mel scale
     linear_fb = torch.clamp(torch.minimum((freqs[:, None] - lin[:-2]) / (lin[1:-1] - lin[:-2]),
                                           (lin[2:] - freqs[:, None]) / (lin[2:] - lin[1:-1])), min=0)
+    mel_pts = torch.linspace(0, 2595 * math.log10(1 + 8000 / 700), 42)  # edges left in mel units: no way back
+    mel_units_fb = torch.clamp(torch.minimum((freqs[:, None] - mel_pts[:-2]) / (mel_pts[1:-1] - mel_pts[:-2]),
+                                             (mel_pts[2:] - freqs[:, None]) / (mel_pts[2:] - mel_pts[1:-1])), min=0)
     mistakes = {
         "the filters are evenly spaced in Hz: space the n_mels + 2 edge points evenly on the MEL scale "
         "(2595·log10(1 + f/700)), then convert them back to Hz.": linear_fb,
+        "your edge points are still in mel units while the FFT bins are in Hz: convert the evenly spaced mel "
+        "points back to Hz (700·(10^(m/2595) − 1)) before building the triangles.": mel_units_fb,
         "you returned (n_mels, n_freqs): return one column per mel band, shape (n_freqs, n_mels), like "
         "torchaudio's melscale_fbanks.": expected.T,
     }
