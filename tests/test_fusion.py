@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from utils import fusion, vlm
+from utils import fusion, vqa
 
 
 def test_resample_is_cross_attention_with_fixed_output_length():
@@ -74,7 +74,7 @@ def test_every_fusion_pattern_runs_and_counts_its_tokens(pattern):
              "text_mask": torch.ones(b, t, dtype=torch.bool), "ids": torch.randint(0, 50, (b, t)),
              "codes": torch.randint(0, 256, (b, 16))}
     model = fusion.FusionVQA(pattern, 128, 64, 64, 16, t)
-    assert model(batch).shape == (b, len(vlm.ANSWERS))
+    assert model(batch).shape == (b, len(vqa.ANSWERS))
     assert model.language_tokens(t) == {"concat": 1, "cross_attention": t, "qformer": t + 4, "projector": t + 16,
                                         "early": t + 16}[pattern]
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from utils import vlm
+from utils import clip, vlm, vqa
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_vocabulary_and_prompts(lm_and_tokenizer):
     words = tok.convert_ids_to_tokens(ids)
     assert words == ["<bos>", "question", "how", "many", "squares", "are", "there", "<image>", "answer", "two", "<eos>"]
     assert lm.get_input_embeddings().weight.shape[0] == len(tok)
-    assert "<unk>" not in tok.convert_ids_to_tokens(tok(" ".join(vlm.ANSWERS))["input_ids"])
+    assert "<unk>" not in tok.convert_ids_to_tokens(tok(" ".join(vqa.ANSWERS))["input_ids"])
     p_ids, p_mask = vlm.encode_prompts(tok, ["<image> question: what color is the circle? answer:", "<image> a"])
     assert p_ids.shape == p_mask.shape and tok.eos_token_id not in p_ids[p_mask.bool()].tolist()
     ids, labels = vlm.encode_texts(tok, ["<image> question: is there a red circle? answer:"], ["yes"])
@@ -75,17 +75,17 @@ def test_every_connector_trains_and_scores(kind, n_out, world):
     torch.manual_seed(0)
     model = vlm.build_vlm("layer2", 32, projector=kind)
     assert (model.image_pos is None) == (kind == "qformer")  # the Q-Former's queries carry their own positions
-    images, pairs = vlm.vqa_examples(world, "train", 8)
-    grid = vlm.clip_grid_tokens(model.visual, normalize_images(images), "layer2")
+    images, pairs = vqa.vqa_examples(world, "train", 8)
+    grid = clip.clip_grid_tokens(model.visual, normalize_images(images), "layer2")
     ids, labels = vlm.encode_texts(model.tokenizer, [vlm.vqa_prompt(qa.question) for _, qa in pairs],
-                                   [vlm.answer_word(qa) for _, qa in pairs])
+                                   [vqa.answer_word(qa) for _, qa in pairs])
     index = torch.tensor([i for i, _ in pairs])
     assert model.embed(grid[index], ids).shape[1] == ids.shape[1] - 1 + n_out
     hist = vlm.train_vlm(model, grid, index, ids, labels, steps=3, params=model.connector_parameters(), batch_size=8,
                          lr=1e-3)
     assert len(hist.losses) == 3 and all(loss == loss for loss in hist.losses)
     scores = model.answer_scores(grid[index], [qa.question for _, qa in pairs])
-    assert scores.shape == (len(pairs), len(vlm.ANSWERS))
+    assert scores.shape == (len(pairs), len(vqa.ANSWERS))
     nll = vlm.caption_nll(model, grid[index], ids, labels)
     assert nll.shape == (len(pairs),) and (nll > 0).all()
     with pytest.raises(ValueError):
@@ -114,7 +114,7 @@ def test_caption_nll_is_the_training_loss_per_row(world):
     torch.manual_seed(0)
     model = vlm.build_vlm("layer2", 32).eval()
     images, scenes = world.arrays("val", 4)
-    grid = vlm.clip_grid_tokens(model.visual, normalize_images(images), "layer2")
+    grid = clip.clip_grid_tokens(model.visual, normalize_images(images), "layer2")
     ids, labels = vlm.encode_texts(model.tokenizer, [vlm.caption_prompt()] * 4, ["a red circle."] * 4)
     with torch.no_grad():
         assert vlm.caption_nll(model, grid, ids, labels).mean().item() == pytest.approx(
@@ -137,7 +137,7 @@ def test_grounding_examples_tokens_and_generation(world):
     assert model.tokenizer.convert_tokens_to_ids(vlm.IMAGE_TOKEN) == model.image_token_id
     from utils.clip import normalize_images
 
-    grid = vlm.clip_grid_tokens(model.visual, normalize_images(images), "layer2")
+    grid = clip.clip_grid_tokens(model.visual, normalize_images(images), "layer2")
     ious = vlm.grounding_ious(model, grid, rows[:3], vlm.GROUNDING_BINS)
     assert ious.shape == (3,) and ((ious >= 0) & (ious <= 1)).all()
 

@@ -25,7 +25,7 @@ os.environ.pop("COURSE_SEED", None)
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from utils import clip, env, lm, text, vlm  # noqa: E402
+from utils import clip, env, lm, text, vlm, vqa  # noqa: E402
 from utils.world import COLORS, SHAPES, World  # noqa: E402
 
 ZOO = ROOT / "data" / "models"
@@ -297,9 +297,9 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
     world = World(seed=r["world_seed"], image_size=r["image_size"])
     model = vlm.build_vlm(r["layer"], r["image_size"], r["n_positions"])
     vlm.add_grounding_tokens(model.lm, model.tokenizer, r["grounding_bins"])
-    images, pairs = vlm.vqa_examples(world, "train", r["train_scenes"])
+    images, pairs = vqa.vqa_examples(world, "train", r["train_scenes"])
     if r["extra_position_questions"]:
-        _, every = vlm.vqa_examples(world, "train", r["train_scenes"], every_question=True, seed=r["seed"])
+        _, every = vqa.vqa_examples(world, "train", r["train_scenes"], every_question=True, seed=r["seed"])
         position = [p for p in every if p[1].kind == "position"]
         rng = np.random.default_rng(r["seed"])
         pairs += [position[int(j)] for j in rng.permutation(len(position))[: r["extra_position_questions"]]]
@@ -307,7 +307,7 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
         side = vlm.side_questions(world, "train", r["train_scenes"])
         rng = np.random.default_rng(r["seed"] + 1)
         pairs += [side[int(j)] for j in rng.permutation(len(side))[: r["side_questions"]]]
-    features = vlm.clip_grid_tokens(model.visual, clip.normalize_images(images), r["layer"])
+    features = clip.clip_grid_tokens(model.visual, clip.normalize_images(images), r["layer"])
     start = time.perf_counter()
     # stage 1: projector only, on captions
     for p in model.lm.parameters():
@@ -321,7 +321,7 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
     # stage 2: projector + LM, on questions and grounding questions ("where is the red circle?" -> <box> ...)
     for p in model.lm.parameters():
         p.requires_grad_(True)
-    questions, answers = [qa.question for _, qa in pairs], [vlm.answer_word(qa) for _, qa in pairs]
+    questions, answers = [qa.question for _, qa in pairs], [vqa.answer_word(qa) for _, qa in pairs]
     _, grounding = vlm.grounding_examples(world, "train", r["train_scenes"], r["grounding_bins"])
     rng = np.random.default_rng(r["seed"])
     grounding = [grounding[int(j)] for j in rng.permutation(len(grounding))[: r["grounding_questions"]]]
@@ -330,15 +330,15 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
                                    [vlm.vqa_prompt(q) for q in questions + [q for _, q, _, _ in grounding]],
                                    answers + [a for _, _, a, _ in grounding])
     # the position curve: held-out relative and single-object position accuracy every curve_every steps
-    val_images, val_pairs = vlm.vqa_examples(world, "val", r["eval_scenes"])
+    val_images, val_pairs = vqa.vqa_examples(world, "val", r["eval_scenes"])
     val_pairs = ([p for p in val_pairs if p[1].kind == "position"]
                  + vlm.side_questions(world, "val", r["eval_scenes"])[:1000])
-    val_features = vlm.clip_grid_tokens(model.visual, clip.normalize_images(val_images), r["layer"])
+    val_features = clip.clip_grid_tokens(model.visual, clip.normalize_images(val_images), r["layer"])
     curve = []
 
     def measure(n: int) -> None:
         if n % r["curve_every"] == 0:
-            acc = vlm.vqa_accuracy(model.answer_scores(val_features[[i for i, _ in val_pairs]],
+            acc = vqa.vqa_accuracy(model.answer_scores(val_features[[i for i, _ in val_pairs]],
                                                        [qa.question for _, qa in val_pairs]), val_pairs)
             curve.append({"step": n, "position": round(acc["position"], 3), "side": round(acc["side"], 3)})
             print(curve[-1], flush=True)
@@ -359,8 +359,8 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
     vlm.add_grounding_tokens(blind.lm, blind.tokenizer, r["grounding_bins"])  # the same vocabulary
     vlm.train_text_only(blind.lm, blind.tokenizer, questions, answers, steps=r["stage2_steps"],
                         batch_size=r["batch_size"], lr=r["lr"], seed=r["seed"])
-    _, val_pairs = vlm.vqa_examples(world, "val", r["eval_scenes"])
-    text_only = vlm.vqa_accuracy(vlm.text_only_scores(blind.lm, blind.tokenizer, [qa.question for _, qa in val_pairs]),
+    _, val_pairs = vqa.vqa_examples(world, "val", r["eval_scenes"])
+    text_only = vqa.vqa_accuracy(vlm.text_only_scores(blind.lm, blind.tokenizer, [qa.question for _, qa in val_pairs]),
                                  val_pairs)
     result = {"recipe": r, "metrics": metrics, "text_only": text_only, "grounding": grounding_metrics,
               "position_curve": curve, "position_by_relation": by_relation,

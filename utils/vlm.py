@@ -30,13 +30,8 @@ from . import env
 from .clip import ZOO_CLIP, clip_grid_tokens, load_clip, normalize_float_images, normalize_images
 from .fusion import Resampler, transformer_encoder
 from .train import adamw_one_cycle, infinite_batches, train, update
-from .vqa import ANSWERS, answer_word, last_token_scores, per_kind_accuracy, vqa_accuracy, vqa_examples
+from .vqa import ANSWERS, last_token_scores, per_kind_accuracy, vqa_accuracy, vqa_examples
 from .world import QA, TEXT_ALPHABET
-
-__all__ = [  # the VQA names stay importable from here, where Phase 5 reads them (`uvlm.ANSWERS`)
-    "ANSWERS", "answer_word", "clip_grid_tokens", "last_token_scores", "per_kind_accuracy", "vqa_accuracy",
-    "vqa_examples",
-]
 
 IMAGE_TOKEN = "<image>"
 # Words the world's questions and answers use that the zoo GPT's caption vocabulary lacks, plus prompt markers.
