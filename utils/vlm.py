@@ -330,7 +330,7 @@ def encode_texts(tokenizer, prompts: Sequence[str], targets: Sequence[str]) -> t
 
 def train_vlm(vlm: TinyVLM, features: torch.Tensor, index: torch.Tensor, input_ids: torch.Tensor,
               labels: torch.Tensor, *, steps: int, params, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
-              images: torch.Tensor | None = None, desc: str = "VLM", on_step=None):
+              images: torch.Tensor | None = None, desc: str = "VLM", on_step=None, report: bool = True):
     """Train ``params`` of ``vlm`` on (image ``index`` -> text) pairs for ``steps`` steps (AdamW, one-cycle).
 
     ``features`` are precomputed grid tokens of the frozen tower (N_images, N, C); pass CLIP-normalised
@@ -348,7 +348,7 @@ def train_vlm(vlm: TinyVLM, features: torch.Tensor, index: torch.Tensor, input_i
         return update(vlm.loss(feats, ids.to(vlm.device), lab.to(vlm.device)), optimizer, schedule)
 
     return train(step, infinite_batches((index, input_ids, labels), batch_size, generator), steps, desc=desc,
-                 on_step=on_step)
+                 on_step=on_step, report=report)
 
 
 def build_vlm(layer: str = "layer2", image_size: int = 32, n_positions: int = 48, device: str = "cpu",
