@@ -49,10 +49,12 @@ def bootstrap_source(url: str) -> str:
     return (
         "# Colab bootstrap (stamped by tools/exercises.py). Outside Google Colab this cell does nothing.\n"
         "import sys\n"
+        "\n"
         "if \"google.colab\" in sys.modules:\n"
         "    import subprocess\n"
-        f"    subprocess.run(\"git clone --quiet --depth 1 {url} {COLAB_DIR} \"\n"
-        f"                   \"|| git -C {COLAB_DIR} pull --quiet\", shell=True, check=True)\n"
+        f"    repo, here = \"{url}\", \"{COLAB_DIR}\"\n"
+        "    subprocess.run(f\"git clone --quiet --depth 1 {repo} {here} || git -C {here} pull --quiet\", "
+        "shell=True, check=True)\n"
         f"    subprocess.run([sys.executable, \"-m\", \"utils.colab\"], cwd=\"{COLAB_DIR}\", check=True)\n"
         f"    sys.path.insert(0, \"{COLAB_DIR}\")"
     )

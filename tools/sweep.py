@@ -191,12 +191,28 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"seed:threads:level,... (default {DEFAULT_RUNS})")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
     parser.add_argument("--verify", action="store_true", help="only show what each run's settings do to torch")
+    parser.add_argument("--report", action="store_true",
+                        help="only rebuild the summary from the runs already in build/sweep/results.json")
     args = parser.parse_args(argv)
     specs = parse_runs(args.runs)
     if args.verify:
         for spec in specs:
             print(spec.label, probe_kernels(spec))
         return 0
+    if args.report:
+        saved = [RunResult(**r) for r in json.loads((OUT / "results.json").read_text())] if (
+            OUT / "results.json").exists() else []
+        known = {(r.notebook, r.run) for r in saved}
+        for log in sorted((OUT / "runs").glob("*.jsonl")):  # runs of a sweep still under way
+            stem, label = log.stem.split("__")
+            if (f"solutions/{stem}.ipynb", label) not in known:
+                saved.append(RunResult(f"solutions/{stem}.ipynb", label, {}, {"capability": "?", "threads": "?"}, 0.0,
+                                       True, "", [json.loads(line) for line in log.read_text().splitlines()]))
+        summary, ok = summarise(sorted(saved, key=lambda r: r.notebook))
+        (OUT / "summary.md").write_text(f"# Sweep (rebuilt from results.json): "
+                                        f"{'every result held' if ok else 'SOME RESULTS MISSED'}\n\n" + summary)
+        print(summary)
+        return 0 if ok else 1
     notebooks = [p.resolve() for p in args.notebooks] or sorted((ROOT / "solutions").glob("*.ipynb"))
     OUT.mkdir(parents=True, exist_ok=True)
     results: list[RunResult] = []

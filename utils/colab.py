@@ -17,7 +17,7 @@ from .env import REPO_ROOT
 # Colab ships its own CUDA build of these; reinstalling them would take minutes and break its GPU stack.
 NEVER_REINSTALL = ("torch", "torchvision", "torchaudio")
 # Colab brings its own Jupyter; the test tools are for CI only.
-NOT_NEEDED_ON_COLAB = ("jupyterlab", "ipykernel", "nbformat", "nbclient", "nbval", "pytest", "psutil")
+NOT_NEEDED_ON_COLAB = ("jupyterlab", "ipykernel", "nbformat", "nbclient", "nbval", "pytest", "psutil", "ruff")
 
 
 def read_requirements(path: Path = REPO_ROOT / "requirements.txt") -> list[str]:
