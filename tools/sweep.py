@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -167,15 +168,23 @@ def summarise(results: list[RunResult]) -> tuple[str, bool]:
         for r in runs:
             for key, row in keyed(r.results):
                 table.setdefault(key, []).append(row)
+        current = {key for key, _ in keyed(runs[-1].results)}  # the newest run: what the notebook asserts today
+        dropped = [key for key in table if key not in current]
         for key, rows in table.items():
+            if key in dropped:
+                continue
             values = [row["value"] for row in rows]
-            bound = " and ".join(b for b in (f"≥ {rows[0]['at_least']}" if rows[0]["at_least"] is not None else "",
-                                             f"≤ {rows[0]['at_most']}" if rows[0]["at_most"] is not None else "") if b)
-            holds = all(row["ok"] for row in rows) and len(rows) == len(runs)
+            latest = rows[-1]  # the newest run carries the notebook's current threshold: judge every run by it
+            rows = [{**row, "at_least": latest["at_least"], "at_most": latest["at_most"]} for row in rows]
+            bound = " and ".join(b for b in (f"≥ {latest['at_least']}" if latest["at_least"] is not None else "",
+                                             f"≤ {latest['at_most']}" if latest["at_most"] is not None else "") if b)
+            holds = all(margin(row) >= 0 for row in rows) and len(rows) == len(runs)
             all_ok &= holds
             lines.append(f"| {key} | {bound} | {min(values):.4g} | {statistics.median(values):.4g} | "
                          f"{max(values):.4g} | {min(margin(row) for row in rows):+.4g} | {len(rows)}/{len(runs)} | "
                          f"{'yes' if holds else '**NO**'} |")
+        if dropped:
+            lines += ["", "no longer asserted (earlier runs only): " + "; ".join(dropped)]
         for r in runs:
             if not r.ok:
                 all_ok = False
@@ -191,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"seed:threads:level,... (default {DEFAULT_RUNS})")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
     parser.add_argument("--verify", action="store_true", help="only show what each run's settings do to torch")
+    parser.add_argument("--inplace", action="store_true",
+                        help="write each executed notebook back over its source (use with one run: its outputs are "
+                             "what gets committed)")
     parser.add_argument("--report", action="store_true",
                         help="only rebuild the summary from the runs already in build/sweep/results.json")
     args = parser.parse_args(argv)
@@ -222,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {nb.name} {spec.label} ...", flush=True)
             result = execute(nb, spec, args.timeout)
             results.append(result)
+            if args.inplace and result.ok:
+                shutil.copyfile(OUT / "runs" / f"{nb.stem}__{spec.label}.ipynb", nb)
             misses = [k for k, row in keyed(result.results) if not row["ok"]]
             print(f"   {result.seconds:.0f} s, {len(result.results)} results, "
                   f"{'ok' if result.ok else 'FAILED'}{'; missed: ' + ', '.join(misses) if misses else ''}", flush=True)
