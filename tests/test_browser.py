@@ -173,13 +173,7 @@ class Lab:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, 15)
             self.proc.wait(timeout=30)
-        for p in started:  # the kernel runs in its own session: make sure nothing outlives the test
-            try:
-                p.wait(timeout=10)
-            except psutil.TimeoutExpired:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
+        _reap(started)  # the kernel runs in its own session: make sure nothing outlives the test
         self._log.close()
 
 
@@ -202,7 +196,14 @@ def _stop_browser(driver) -> None:
     service = driver.service.process
     started = psutil.Process(service.pid).children(recursive=True) if service and service.poll() is None else []
     driver.quit()
-    for p in started:
+    _reap(started)
+
+
+def _reap(processes) -> None:
+    """Wait up to 10 s for each process (psutil.Process) to end; kill the ones still running."""
+    import psutil
+
+    for p in processes:
         try:
             p.wait(timeout=10)
         except psutil.TimeoutExpired:
