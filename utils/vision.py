@@ -26,7 +26,7 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     Patches in raster order (row by row); inside a patch the values are flattened channel first, then rows,
     then columns — the order of ``F.unfold`` and of a strided conv's weight, so that
     ``patchify(x, p) @ conv.weight.reshape(D, -1).T + conv.bias`` equals the conv patch embedding.
-    Reference of Phase 2's patchify exercise (seed exercise 11); also cuts spectrograms into audio tokens.
+    Reference of Exercise 2.1 (patchify); also cuts spectrograms into audio tokens.
     """
     b, c, h, w = images.shape
     nh, nw = h // patch_size, w // patch_size
@@ -39,7 +39,7 @@ def vit_embed(images: torch.Tensor, patch_embed: nn.Conv2d, cls_token: torch.Ten
               pos_embed: torch.Tensor) -> torch.Tensor:
     """The input of a ViT: patch tokens from a strided conv, a learned [CLS] token in front, plus learned
     position embeddings. images (B, C, H, W), cls_token (1, 1, D), pos_embed (1, N + 1, D) → (B, N + 1, D).
-    Reference of Phase 2's ViT exercise (seed exercise 12)."""
+    Reference of Exercise 2.2 (the ViT's input embedding)."""
     tokens = patch_embed(images).flatten(2).transpose(1, 2)               # (B, N, D)
     cls = cls_token.expand(len(images), -1, -1)                           # (B, 1, D)
     return torch.cat([cls, tokens], dim=1) + pos_embed
@@ -87,7 +87,7 @@ class TinyViT(nn.Module):
 def spectrogram_tokens(spec: torch.Tensor, patch_freq: int, patch_time: int) -> torch.Tensor:
     """Cut spectrograms (B, n_mels, frames) into patch_freq × patch_time patches, in raster order over the
     (frequency band, time step) grid, lowest band first: (B, N, patch_freq · patch_time).
-    The audio counterpart of :func:`patchify` (AST, Whisper-style audio tokens; seed exercise 19)."""
+    The audio counterpart of :func:`patchify` (AST, Whisper-style audio tokens; Exercise 2.6)."""
     b, f, t = spec.shape
     nf, nt = f // patch_freq, t // patch_time
     x = spec[:, : nf * patch_freq, : nt * patch_time].reshape(b, nf, patch_freq, nt, patch_time)
