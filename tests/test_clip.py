@@ -39,13 +39,6 @@ def test_normalize_images_matches_open_clip_constants():
     assert torch.allclose(x[0, :, 0, 0], (1 - torch.tensor(clip.CLIP_MEAN)) / torch.tensor(clip.CLIP_STD))
 
 
-def test_recall_at_k():
-    q = torch.eye(4)
-    assert clip.recall_at_k(q, q) == 1.0
-    assert clip.recall_at_k(q, q.flip(0)) == 0.0
-    assert clip.recall_at_k(q, q.flip(0), k=4) == 1.0
-
-
 def test_contrastive_training_lowers_the_loss_and_roundtrips_through_open_clip(tiny):
     world, images, captions, tokenizer, config, model, out = tiny
     history = clip.train_clip(model, clip.normalize_images(images), tokenizer(captions), steps=40, batch_size=64)

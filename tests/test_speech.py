@@ -1,4 +1,5 @@
-"""Tests for the spoken-words dataset (data/speech/, built by tools/make_speech.py) and utils/audio.py."""
+"""Tests for the spoken-words dataset (data/speech/, built by tools/make_speech.py; utils/world/speech.py) and the
+audio front end (utils/audio.py)."""
 from __future__ import annotations
 
 import make_speech  # tools/ is on sys.path (tests/conftest.py)
@@ -6,22 +7,14 @@ import pytest
 import torch
 import torchaudio
 
-from utils import audio
-from utils.audio import (
-    HELDOUT_VOICES,
-    SAMPLE_RATE,
-    WORDS,
-    batch_waveforms,
-    load_speech,
-    pad_or_trim,
-    speech_index,
-    voice_split,
-)
+from utils.audio import batch_waveforms, pad_or_trim
 from utils.world import COLORS, SHAPES
+from utils.world import speech as uspeech
+from utils.world.speech import HELDOUT_VOICES, SAMPLE_RATE, WORDS, load_speech, speech_index, voice_split
 
 
 @pytest.fixture(scope="module")
-def speech() -> audio.SpeechSet:
+def speech() -> uspeech.SpeechSet:
     return load_speech()
 
 
@@ -31,7 +24,7 @@ def test_shipped_files_match_index():
 
 def test_full_grid_present():
     rows = speech_index()
-    assert audio.WORDS == make_speech.WORDS
+    assert uspeech.WORDS == make_speech.WORDS
     assert set(COLORS) | set(SHAPES) <= set(WORDS) and len(WORDS) == 20
     combos = [(r["word"], r["voice"], int(r["speed"])) for r in rows]
     assert len(combos) == len(set(combos)) == len(WORDS) * len(make_speech.VOICES) * len(make_speech.SPEEDS)
@@ -90,7 +83,7 @@ def test_words_recognisable_on_heldout_voices(speech):
     train, test = voice_split(speech)
     mel = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=400, hop_length=160, n_mels=64)
 
-    def features(s: audio.SpeechSet) -> torch.Tensor:
+    def features(s: uspeech.SpeechSet) -> torch.Tensor:
         return torch.stack([(mel(w) + 1e-6).log().mean(dim=1) for w in s.waveforms])
 
     x_train, x_test = features(train), features(test)

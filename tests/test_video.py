@@ -1,4 +1,4 @@
-"""Tests for utils/video.py, moving-shape clips: determinism, splits, trajectories, time-reversal symmetry,
+"""Tests for utils/world/video.py, moving-shape clips: determinism, splits, trajectories, time-reversal symmetry,
 tubelets vs Conv3d, and the Phase 2 lesson (frame averages cannot tell left from right; tubelets can)."""
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from utils.video import (
+from utils.vision import frame_average, num_tubelets, to_video_tensor, tubelets
+from utils.world import BACKGROUND_RGB, COLORS, MARGIN, SHAPES, SIZES, World, caption, render, sample_scene
+from utils.world.video import (
     DEFAULT_SPEED,
     DIRECTIONS,
     OPPOSITE,
@@ -22,16 +24,11 @@ from utils.video import (
     clip_caption,
     fit_scene,
     fits,
-    frame_average,
     half_travel,
     moving_clip,
-    num_tubelets,
     show_clip,
-    to_video_tensor,
     trajectory,
-    tubelets,
 )
-from utils.world import BACKGROUND_RGB, COLORS, MARGIN, SHAPES, SIZES, World, caption, render, sample_scene
 
 
 def digest(video: VideoWorld, split: str, n: int) -> str:

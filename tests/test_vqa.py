@@ -19,9 +19,7 @@ def test_last_token_scores_read_each_rows_last_real_position():
     assert scores.argmax(1).tolist() == [1, 0]
 
 
-def test_per_kind_accuracy_and_vqa_accuracy():
-    assert vqa.per_kind_accuracy([True, False, True], ["color", "color", "count"]) == {"color": 0.5, "count": 1.0,
-                                                                                       "all": 2 / 3}
+def test_vqa_accuracy():
     pairs = [(0, QA("what color is the circle?", "red", "color")), (0, QA("how many objects are there?", "2", "count"))]
     scores = torch.full((2, len(vqa.ANSWERS)), -1.0)
     scores[0, vqa.ANSWERS.index("red")] = 0.0

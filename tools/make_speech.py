@@ -4,7 +4,7 @@
     python tools/make_speech.py --check    # verify the shipped files against index.csv (no espeak-ng needed)
 
 Building needs the espeak-ng program (``apt-get install espeak-ng``); the course itself never does: it only
-reads the FLAC files (utils/audio.py). Each clip is one word spoken by one espeak-ng voice at one speed and
+reads the FLAC files (utils/world/speech.py). Each clip is one word spoken by one espeak-ng voice at one speed and
 pitch; the 22,050 Hz output of espeak-ng is resampled to 16 kHz (torchaudio.functional.resample, float64),
 trimmed of leading/trailing silence with a frame-energy threshold, peak-normalised and stored as 16-bit FLAC.
 index.csv records each clip's sha256 of its 16-bit PCM samples (little-endian), so ``--check`` can verify the
@@ -36,9 +36,9 @@ COLUMNS = ("path", "word", "voice", "espeak_voice", "speed", "pitch", "n_samples
 DIGITS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 WORDS: tuple[str, ...] = (*COLORS, *SHAPES, *DIGITS)
 
-# voice id (used in file names and by utils.audio) -> espeak-ng voice spec (language[+variant]).
+# voice id (used in file names and by utils.world.speech) -> espeak-ng voice spec (language[+variant]).
 # Twelve voices: seven accents of the default male voice, plus variants (female f2/f3/f4, male m3/m7, croak,
-# klatt). utils.audio.HELDOUT_VOICES ("scotland", "gb-f4") are the ones the course tests on.
+# klatt). utils.world.speech.HELDOUT_VOICES ("scotland", "gb-f4") are the ones the course tests on.
 VOICES: dict[str, str] = {
     "us": "en-us",
     "gb": "en-gb",

@@ -1,106 +1,16 @@
-"""Spoken words: the course's small speech dataset (data/speech/) and waveform helpers. Introduced in Phase 2.
+"""Audio as a model sees it: waveforms batched, the mel front end, spectrogram patches, a spectrogram CNN.
+Introduced in Phase 2 (the references of its audio exercises; torchaudio is the oracle there).
 
-The dataset is 20 English words -- the shapes world's 6 colours and 4 shapes plus the digits zero..nine --
-each synthesised by several espeak-ng voices at several speeds (``tools/make_speech.py``; datasheet in
-``data/speech/README.md``). Clips are 16 kHz mono FLAC, trimmed of silence and peak-normalised. The course
-reads them with ``soundfile``; espeak-ng is needed only to rebuild them.
-
-Typical use::
-
-    speech = load_speech()                               # every clip
-    train, test = voice_split(speech)                    # test = the held-out voices (HELDOUT_VOICES)
-    x = batch_waveforms(train.waveforms, SAMPLE_RATE)    # float32 (N, 16000): 1 s, zero-padded
-    y = train.labels                                     # int64 (N,), index into WORDS
+The clips themselves are the world's: :mod:`utils.world.speech` (``load_speech``, ``voice_split``, ``WORDS``).
 """
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
-import numpy as np
-import soundfile as sf
 import torch
 from torch import nn
 
-from .env import REPO_ROOT
-from .world import COLORS, SHAPES
-
-SAMPLE_RATE: int = 16000
-SPEECH_DIR: Path = REPO_ROOT / "data" / "speech"
-
-DIGITS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-WORDS: tuple[str, ...] = (*COLORS, *SHAPES, *DIGITS)  # labels index this tuple
-
-# The voices never used for training in the course: the test split of :func:`voice_split`.
-HELDOUT_VOICES: tuple[str, ...] = ("scotland", "gb-f4")
-
-
-@dataclass
-class SpeechSet:
-    """A list of clips and their annotations (all lists are aligned). Introduced in Phase 2.
-
-    ``waveforms``: 1-D float32 tensors in [-1, 1] at :data:`SAMPLE_RATE` (lengths differ);
-    ``labels``: int64 tensor, the index of each clip's word in :data:`WORDS`.
-    """
-
-    waveforms: list[torch.Tensor]
-    words: list[str]
-    voices: list[str]
-    speeds: list[int]
-    pitches: list[int]
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.waveforms)
-
-    def subset(self, indices: Sequence[int]) -> SpeechSet:
-        """The clips at ``indices``, in that order."""
-        idx = list(indices)
-        return SpeechSet(waveforms=[self.waveforms[i] for i in idx], words=[self.words[i] for i in idx],
-                         voices=[self.voices[i] for i in idx], speeds=[self.speeds[i] for i in idx],
-                         pitches=[self.pitches[i] for i in idx],
-                         labels=self.labels[torch.as_tensor(idx, dtype=torch.long)])
-
-    def durations(self) -> torch.Tensor:
-        """Clip durations in seconds, float32 (N,)."""
-        return torch.tensor([len(w) / SAMPLE_RATE for w in self.waveforms], dtype=torch.float32)
-
-
-def speech_index(root: Path = SPEECH_DIR) -> list[dict[str, str]]:
-    """The rows of ``index.csv`` (path, word, voice, espeak_voice, speed, pitch, n_samples, sha256), in file order.
-    Introduced in Phase 2."""
-    with open(Path(root) / "index.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def load_speech(words: Iterable[str] | None = None, voices: Iterable[str] | None = None,
-                root: Path = SPEECH_DIR) -> SpeechSet:
-    """Load the spoken-words clips, optionally only some ``words`` and/or ``voices``. Introduced in Phase 2.
-
-    Order is that of index.csv (word, then voice, speed, pitch), so loading is deterministic. Labels always
-    index the full :data:`WORDS`, whatever subset is asked for.
-    """
-    keep_words = None if words is None else set(words)
-    keep_voices = None if voices is None else set(voices)
-    rows = speech_index(root)
-    known_words, known_voices = {r["word"] for r in rows}, {r["voice"] for r in rows}
-    if keep_words is not None and not keep_words <= known_words:
-        raise ValueError(f"unknown words {sorted(keep_words - known_words)}; the dataset has {WORDS}")
-    if keep_voices is not None and not keep_voices <= known_voices:
-        raise ValueError(f"unknown voices {sorted(keep_voices - known_voices)}; the dataset has {sorted(known_voices)}")
-    rows = [r for r in rows if (keep_words is None or r["word"] in keep_words)
-            and (keep_voices is None or r["voice"] in keep_voices)]
-    waveforms = []
-    for r in rows:
-        audio, rate = sf.read(Path(root) / r["path"], dtype="float32")
-        if rate != SAMPLE_RATE or audio.ndim != 1:
-            raise ValueError(f"{r['path']}: expected {SAMPLE_RATE} Hz mono, got {rate} Hz, shape {audio.shape}")
-        waveforms.append(torch.from_numpy(np.ascontiguousarray(audio)))
-    return SpeechSet(waveforms=waveforms, words=[r["word"] for r in rows], voices=[r["voice"] for r in rows],
-                     speeds=[int(r["speed"]) for r in rows], pitches=[int(r["pitch"]) for r in rows],
-                     labels=torch.tensor([WORDS.index(r["word"]) for r in rows], dtype=torch.long))
+from .world.speech import SAMPLE_RATE
 
 
 def pad_or_trim(wave: torch.Tensor, n_samples: int) -> torch.Tensor:
@@ -119,40 +29,6 @@ def batch_waveforms(waves: Sequence[torch.Tensor], n_samples: int = SAMPLE_RATE)
     if len(waves) == 0:
         return torch.zeros(0, n_samples)
     return torch.stack([pad_or_trim(w, n_samples) for w in waves]).float()
-
-
-def voice_split(speech: SpeechSet, test_voices: Iterable[str] = HELDOUT_VOICES) -> tuple[SpeechSet, SpeechSet]:
-    """Split by speaker: (train, test) where test holds every clip of ``test_voices`` and train the rest, so no
-    voice is in both. Introduced in Phase 2."""
-    test_set = set(test_voices)
-    train_idx = [i for i, v in enumerate(speech.voices) if v not in test_set]
-    test_idx = [i for i, v in enumerate(speech.voices) if v in test_set]
-    return speech.subset(train_idx), speech.subset(test_idx)
-
-
-def spoken_phrases(speech: SpeechSet, phrases: Sequence[Sequence[str]], gap_s: float = 0.05
-                   ) -> tuple[list[torch.Tensor], list[int], list[str]]:
-    """Say multi-word phrases by joining clips of ONE voice and speed, ``gap_s`` seconds of silence between.
-
-    For every phrase (e.g. ``("red", "circle")``) and every (voice, speed) in ``speech`` that has all of its
-    words, returns the waveform; also the phrase's index in ``phrases`` and the voice, aligned lists.
-    Phase 3 uses it to speak the shapes world's objects ("red circle") for an ImageBind-style audio tower.
-    """
-    clips = {(w, v, s): wave for w, v, s, wave in zip(speech.words, speech.voices, speech.speeds, speech.waveforms)}
-    gap = torch.zeros(round(gap_s * SAMPLE_RATE))
-    waves, which, voices = [], [], []
-    for voice, speed in sorted({(v, s) for v, s in zip(speech.voices, speech.speeds)}):
-        for i, phrase in enumerate(phrases):
-            parts = [clips.get((w, voice, speed)) for w in phrase]
-            if any(p is None for p in parts):
-                continue
-            joined = [parts[0]]
-            for p in parts[1:]:
-                joined += [gap, p]
-            waves.append(torch.cat(joined))
-            which.append(i)
-            voices.append(voice)
-    return waves, which, voices
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -215,3 +91,13 @@ def spectrogram_cnn(n_outputs: int, dropout: float = 0.0, widths: Sequence[int] 
         c_in = c_out
     head = [nn.Dropout(dropout)] if dropout else []
     return nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), *head, nn.Linear(c_in, n_outputs))
+
+
+def spectrogram_tokens(spec: torch.Tensor, patch_freq: int, patch_time: int) -> torch.Tensor:
+    """Cut spectrograms (B, n_mels, frames) into patch_freq × patch_time patches, in raster order over the
+    (frequency band, time step) grid, lowest band first: (B, N, patch_freq · patch_time).
+    The audio counterpart of :func:`utils.vision.patchify` (AST, Whisper-style audio tokens; Exercise 2.6)."""
+    b, f, t = spec.shape
+    nf, nt = f // patch_freq, t // patch_time
+    x = spec[:, : nf * patch_freq, : nt * patch_time].reshape(b, nf, patch_freq, nt, patch_time)
+    return x.permute(0, 1, 3, 2, 4).reshape(b, nf * nt, patch_freq * patch_time)

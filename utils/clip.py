@@ -20,6 +20,7 @@ from torch import nn
 
 from . import env
 from .env import REPO_ROOT
+from .metrics import recall_in_blocks
 from .train import History, adamw_one_cycle, train, update
 from .world import World, caption, class_names
 
@@ -150,12 +151,6 @@ def encode_texts(model, tokenizer: Callable, texts: Sequence[str], batch_size: i
                       for i in range(0, len(texts), batch_size)])
 
 
-def recall_at_k(query: torch.Tensor, keys: torch.Tensor, k: int = 1) -> float:
-    """Share of queries whose matching key (same index) is among their ``k`` most similar keys."""
-    top = (query @ keys.T).topk(k, dim=-1).indices
-    return (top == torch.arange(len(query))[:, None]).any(-1).float().mean().item()
-
-
 def class_embeddings(model, tokenizer: Callable, names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
     """Zero-shot classifier weights with prompt ensembling: for each class name, embed every template
     filled with it (``"a photo of a {}."``), L2-normalise each, average, and L2-normalise the mean.
@@ -202,12 +197,6 @@ def train_clip(model, images: torch.Tensor, tokens: torch.Tensor, steps: int, ba
         return update(loss_fn(*model(*batch)), optimizer, schedule)
 
     return train(step, batches(), steps, desc=desc)
-
-
-def recall_in_blocks(query: torch.Tensor, keys: torch.Tensor, block: int = 100, k: int = 1) -> float:
-    """Recall@k with each query searched among the ``block`` keys of its own block (rows i·block…), averaged
-    over the blocks: "R@1 among 100" on a long list of pairs. Introduced in Phase 1."""
-    return float(np.mean([recall_at_k(query[b:b + block], keys[b:b + block], k) for b in range(0, len(query), block)]))
 
 
 def _test_pairs(model, tokenizer: Callable, world: World, n: int) -> tuple[torch.Tensor, torch.Tensor]:

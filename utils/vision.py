@@ -1,8 +1,11 @@
-"""Images as token sequences. Introduced in Phase 0 (token counts, Exercise 0.8), extended in Phase 2:
-patchify, the ViT input embedding, a minimal ViT, spectrogram patches (audio tokens).
+"""Images and video as token sequences. Introduced in Phase 0 (token counts, Exercise 0.8), extended in Phase 2:
+patchify, the ViT input embedding, a minimal ViT, a small CNN, and video clips as tensors and tubelet tokens
+(the clips themselves are the world's: :mod:`utils.world.video`). Audio tokens live with audio
+(:func:`utils.audio.spectrogram_tokens`).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -84,16 +87,6 @@ class TinyViT(nn.Module):
         return weights[:, 0, 1:]
 
 
-def spectrogram_tokens(spec: torch.Tensor, patch_freq: int, patch_time: int) -> torch.Tensor:
-    """Cut spectrograms (B, n_mels, frames) into patch_freq × patch_time patches, in raster order over the
-    (frequency band, time step) grid, lowest band first: (B, N, patch_freq · patch_time).
-    The audio counterpart of :func:`patchify` (AST, Whisper-style audio tokens; Exercise 2.6)."""
-    b, f, t = spec.shape
-    nf, nt = f // patch_freq, t // patch_time
-    x = spec[:, : nf * patch_freq, : nt * patch_time].reshape(b, nf, patch_freq, nt, patch_time)
-    return x.permute(0, 1, 3, 2, 4).reshape(b, nf * nt, patch_freq * patch_time)
-
-
 def small_cnn(n_classes: int, width: int = 16, image_size: int = 32) -> nn.Sequential:
     """Two conv blocks and an MLP head: the course's baseline image classifier (Phase 0, reused in Phase 2).
     ``model[:-1]`` gives its 64-d penultimate features."""
@@ -101,3 +94,45 @@ def small_cnn(n_classes: int, width: int = 16, image_size: int = 32) -> nn.Seque
         nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),            # 32 -> 16
         nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),    # 16 -> 8
         nn.Flatten(), nn.Linear(2 * width * (image_size // 4) ** 2, 64), nn.ReLU(), nn.Linear(64, n_classes))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Video clips as tensors and tubelet tokens (Phase 2): the video counterpart of patchify
+
+
+def to_video_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 clips (..., T, H, W, 3) -> float tensor (..., T, 3, H, W) in [0, 1] (the layout tubelets expects)."""
+    x = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
+    return x.movedim(-1, -3).float() / 255.0
+
+
+def frame_average(video: torch.Tensor) -> torch.Tensor:
+    """Average a clip over time: (B, T, C, H, W) -> (B, C, H, W) (uint8 input is averaged as float)."""
+    assert video.ndim == 5, f"expected (B, T, C, H, W), got shape {tuple(video.shape)}"
+    return (video if video.is_floating_point() else video.float()).mean(dim=1)
+
+
+def num_tubelets(n_frames: int, image_size: int, t: int, p: int) -> int:
+    """Tubelet tokens from a clip of ``n_frames`` square frames: (n_frames // t) * (image_size // p) ** 2."""
+    return (n_frames // t) * (image_size // p) ** 2
+
+
+def tubelets(video: torch.Tensor, t: int, p: int) -> torch.Tensor:
+    """Cut clips into non-overlapping t x p x p tubelets: (B, T, C, H, W) -> (B, N, C * t * p * p) with
+    N = (T // t) * (H // p) * (W // p); leftover frames/rows/columns are dropped, as a strided conv does.
+
+    Token order: time-major, then rows, then columns, i.e. token (i, j, k) -> index (i * H//p + j) * W//p + k.
+    Within a token the values are flattened in (C, t, p, p) order (channel slowest, column fastest). This is
+    the layout of the ViViT/VideoMAE tubelet embedding: with ``conv = nn.Conv3d(C, D, (t, p, p), stride=(t, p, p))``
+
+        conv(video.transpose(1, 2)).flatten(2).transpose(1, 2)
+        == tubelets(video, t, p) @ conv.weight.reshape(D, -1).T + conv.bias
+    """
+    assert video.ndim == 5, f"expected (B, T, C, H, W), got shape {tuple(video.shape)}"
+    b, tt, c, h, w = video.shape
+    nt, nh, nw = tt // t, h // p, w // p
+    assert nt > 0 and nh > 0 and nw > 0, f"clip {tuple(video.shape)} is smaller than one tubelet ({t}, {p}, {p})"
+    x = video[:, : nt * t, :, : nh * p, : nw * p]
+    x = x.reshape(b, nt, t, c, nh, p, nw, p)
+    x = x.permute(0, 1, 4, 6, 3, 2, 5, 7)  # (B, nt, nh, nw, C, t, p, p)
+    return x.reshape(b, nt * nh * nw, c * t * p * p)

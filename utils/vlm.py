@@ -29,8 +29,9 @@ from transformers import AddedToken, AutoModelForCausalLM, AutoTokenizer
 from . import env
 from .clip import ZOO_CLIP, clip_grid_tokens, load_clip, normalize_float_images, normalize_images
 from .fusion import Resampler, transformer_encoder
+from .metrics import box_iou, per_kind_accuracy
 from .train import adamw_one_cycle, infinite_batches, train, update
-from .vqa import ANSWERS, last_token_scores, per_kind_accuracy, vqa_accuracy, vqa_examples
+from .vqa import ANSWERS, last_token_scores, vqa_accuracy, vqa_examples
 from .world import QA, TEXT_ALPHABET
 
 IMAGE_TOKEN = "<image>"
@@ -317,7 +318,7 @@ def encode_prompts(tokenizer, prompts: Sequence[str]) -> tuple[torch.Tensor, tor
     return ids[:, :-1], att[:, :-1]
 
 
-def encode_texts(tokenizer, prompts: Sequence[str], targets: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_with_labels(tokenizer, prompts: Sequence[str], targets: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids of ``prompt + target`` (B, T), right-padded, and labels that score only the target words
     and the closing <eos> (-100 on the prompt and padding): the model learns to answer, not to ask."""
     full = tokenizer([f"{p} {t}" for p, t in zip(prompts, targets)], padding=True, return_tensors="pt")
@@ -381,7 +382,7 @@ def train_text_only(lm, tokenizer, questions: Sequence[str], answers: Sequence[s
                     batch_size: int = 128, lr: float = 2e-3, seed: int = 0):
     """The blind baseline: fine-tune the LM alone on (question -> answer), no image. Returns a History."""
 
-    ids, labels = encode_texts(tokenizer, [text_only_prompt(q) for q in questions], answers)
+    ids, labels = encode_with_labels(tokenizer, [text_only_prompt(q) for q in questions], answers)
     optimizer, schedule = adamw_one_cycle(lm.parameters(), lr, steps)
 
     def step(batch: tuple[torch.Tensor, ...]) -> float:
@@ -468,15 +469,6 @@ def text_to_box(text: str, image_size: int, bins: int) -> tuple[float, float, fl
         return None
     step = image_size / bins
     return (k[0] * step, k[1] * step, (k[2] + 1) * step, (k[3] + 1) * step)
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two boxes (x0, y0, x1, y1)."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 BOX_TOKENS: tuple[str, str] = ("<box>", "</box>")

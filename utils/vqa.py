@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .metrics import per_kind_accuracy
 from .world import COLORS, NUMBER_WORDS, QA, SHAPES, SIZES, questions
 
 ANSWERS: tuple[str, ...] = COLORS + SHAPES + SIZES + NUMBER_WORDS[:5] + ("yes", "no")
@@ -36,17 +37,6 @@ def last_token_scores(logits: torch.Tensor, attention_mask: torch.Tensor, candid
     """Log-probabilities of the candidate tokens at each row's last real position (right-padded rows)."""
     last = attention_mask.sum(1) - 1
     return logits[torch.arange(len(last), device=logits.device), last].log_softmax(-1)[:, list(candidate_ids)]
-
-
-def per_kind_accuracy(correct: Sequence[bool], kinds: Sequence[str], order: Sequence[str] | None = None
-                      ) -> dict[str, float]:
-    """Accuracy per question kind, in ``order`` (default: sorted; kinds outside ``order`` are left out), and
-    over everything ("all")."""
-    ok, kinds = np.asarray(correct, dtype=bool), np.asarray(kinds)
-    order = sorted(set(kinds.tolist())) if order is None else order
-    out = {k: float(ok[kinds == k].mean()) for k in order if (kinds == k).any()}
-    out["all"] = float(ok.mean())
-    return out
 
 
 def vqa_accuracy(scores: torch.Tensor, pairs: Sequence[tuple[int, QA]], candidates: Sequence[str] = ANSWERS

@@ -38,8 +38,12 @@ screens, the noisy web crawl, environments for agents):
 * ``rendered_text``  ``render_text``: short strings in DejaVu Sans (Phase 5)
 * ``dataset``        ``World``: seeded splits, items, arrays, a torch ``Dataset``
 * ``display``        ``show_gallery``
+* ``video``          ``VideoWorld``: clips of shapes moving in one of four directions (Phase 2)
+* ``speech``         the spoken words of data/speech/: ``load_speech``, ``voice_split``, ``WORDS`` (Phase 2)
 
-Everything public is re-exported here, so ``from utils.world import World, caption`` is the way to import.
+Everything public of the image world is re-exported here, so ``from utils.world import World, caption`` is the way
+to import it. ``video`` and ``speech`` are imported as modules (``from utils.world import speech, video``): they
+need more than the image world (soundfile, the files in data/speech/), so ``import utils.world`` does not load them.
 """
 from __future__ import annotations
 

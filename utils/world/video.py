@@ -1,13 +1,16 @@
 """Videos in the shapes world: short clips of shapes moving in a straight line. Introduced in Phase 2.
 
+The world's video modality (the clips and their captions); turning clips into tensors and tubelet tokens is
+the encoder's side and lives in :mod:`utils.vision`.
+
 A clip is a scene from :mod:`utils.world` whose objects all move together, at constant speed, in one of four
 directions. Every frame is drawn by :func:`utils.world.render`, so clips look exactly like the world's images::
 
     video = VideoWorld(seed=0)                       # 32 px, 8 frames
     item = video.clip("train", 0)                    # frames uint8 (8, 32, 32, 3), direction, scene, caption
     frames, labels = video.arrays("train", 512)      # uint8 (512, 8, 32, 32, 3), int64 indices into DIRECTIONS
-    x = to_video_tensor(frames)                      # float (512, 8, 3, 32, 32) in [0, 1]
-    tokens = tubelets(x, t=2, p=4)                   # (512, 4 * 8 * 8, 3 * 2 * 4 * 4)
+    x = uvision.to_video_tensor(frames)              # float (512, 8, 3, 32, 32) in [0, 1]
+    tokens = uvision.tubelets(x, t=2, p=4)           # (512, 4 * 8 * 8, 3 * 2 * 4 * 4)
     show_clip(item["frames"], title=item["caption"])
 
 The Phase 2 lesson: trajectories are symmetric about their midpoint, which is the scene's position. Hence a
@@ -24,19 +27,12 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import torch
 
-from .world import (
-    DEFAULT_HOLDOUT,
-    MARGIN,
-    SPLITS,
-    Scene,
-    check_image_size,
-    join_phrases,
-    render,
-    sample_scene,
-    to_hwc_uint8,
-)
+from .display import to_hwc_uint8
+from .language import join_phrases
+from .rendering import check_image_size, render
+from .scene import Scene, sample_scene
+from .vocabulary import DEFAULT_HOLDOUT, MARGIN, SPLITS
 
 DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
 # Unit step of each direction in image coordinates (x to the right, y downwards).
@@ -244,48 +240,6 @@ class VideoWorld:
             frames[i] = moving_clip(scene, direction, self.n_frames, self.image_size, self.speed)
             labels[i] = DIRECTIONS.index(direction)
         return frames, labels
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Clips as tensors and tokens
-
-
-def to_video_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 clips (..., T, H, W, 3) -> float tensor (..., T, 3, H, W) in [0, 1] (the layout tubelets expects)."""
-    x = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
-    return x.movedim(-1, -3).float() / 255.0
-
-
-def frame_average(video: torch.Tensor) -> torch.Tensor:
-    """Average a clip over time: (B, T, C, H, W) -> (B, C, H, W) (uint8 input is averaged as float)."""
-    assert video.ndim == 5, f"expected (B, T, C, H, W), got shape {tuple(video.shape)}"
-    return (video if video.is_floating_point() else video.float()).mean(dim=1)
-
-
-def num_tubelets(n_frames: int, image_size: int, t: int, p: int) -> int:
-    """Tubelet tokens from a clip of ``n_frames`` square frames: (n_frames // t) * (image_size // p) ** 2."""
-    return (n_frames // t) * (image_size // p) ** 2
-
-
-def tubelets(video: torch.Tensor, t: int, p: int) -> torch.Tensor:
-    """Cut clips into non-overlapping t x p x p tubelets: (B, T, C, H, W) -> (B, N, C * t * p * p) with
-    N = (T // t) * (H // p) * (W // p); leftover frames/rows/columns are dropped, as a strided conv does.
-
-    Token order: time-major, then rows, then columns, i.e. token (i, j, k) -> index (i * H//p + j) * W//p + k.
-    Within a token the values are flattened in (C, t, p, p) order (channel slowest, column fastest). This is
-    the layout of the ViViT/VideoMAE tubelet embedding: with ``conv = nn.Conv3d(C, D, (t, p, p), stride=(t, p, p))``
-
-        conv(video.transpose(1, 2)).flatten(2).transpose(1, 2)
-        == tubelets(video, t, p) @ conv.weight.reshape(D, -1).T + conv.bias
-    """
-    assert video.ndim == 5, f"expected (B, T, C, H, W), got shape {tuple(video.shape)}"
-    b, tt, c, h, w = video.shape
-    nt, nh, nw = tt // t, h // p, w // p
-    assert nt > 0 and nh > 0 and nw > 0, f"clip {tuple(video.shape)} is smaller than one tubelet ({t}, {p}, {p})"
-    x = video[:, : nt * t, :, : nh * p, : nw * p]
-    x = x.reshape(b, nt, t, c, nh, p, nw, p)
-    x = x.permute(0, 1, 4, 6, 3, 2, 5, 7)  # (B, nt, nh, nw, C, t, p, p)
-    return x.reshape(b, nt * nh * nw, c * t * p * p)
 
 
 # ----------------------------------------------------------------------------------------------------------
