@@ -551,6 +551,534 @@ def test_vit_right_numbers_pass():
     assert evaluate("0.8", dict(VIT_RIGHT)).passed
 
 
+# --- property probes: wrong answers nobody listed get a hint naming the property they break -----------------
+# Each answer below is a mistake a learner makes that the checks do not reproduce one by one (or reproduce for a
+# clearer hint): the phrase asserted is that of the property (or the specific hint) that names it.
+
+def step_summed_loss(model, inputs, targets, optimizer):
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(inputs), targets, reduction="sum")
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_with_its_own_optimizer(model, inputs, targets, optimizer):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)  # a new optimizer each call: no momentum survives
+    opt.zero_grad()
+    loss = F.cross_entropy(model(inputs), targets)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def step_stepping_twice(model, inputs, targets, optimizer):
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    optimizer.step()
+    return loss.item()
+
+
+def step_returns_loss_after_update(model, inputs, targets, optimizer):
+    optimizer.zero_grad()
+    F.cross_entropy(model(inputs), targets).backward()
+    optimizer.step()
+    return F.cross_entropy(model(inputs), targets).item()
+
+
+def step_manual_sgd_update(model, inputs, targets, optimizer):
+    model.zero_grad()
+    loss = F.cross_entropy(model(inputs), targets)
+    loss.backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            p -= 0.1 * p.grad
+    return loss.item()
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param(step_summed_loss, "repeated twice", id="reduction=sum->mean-over-batch-probe"),
+    pytest.param(step_with_its_own_optimizer, "never stepped", id="new-optimizer-inside->optimizer-probe"),
+    pytest.param(step_stepping_twice, "ran more than once", id="step-twice->one-update-probe"),
+    pytest.param(step_returns_loss_after_update, "UPDATED model", id="loss-recomputed-after-step"),
+    pytest.param(step_manual_sgd_update, "never stepped", id="hand-written-update->optimizer-probe"),
+])
+def test_train_step_property_probes(answer, phrase):
+    failed_with("0.1", answer, phrase)
+
+
+def step_zero_grad_at_the_end(model, inputs, targets, optimizer):
+    loss = F.cross_entropy(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()
+
+
+def step_model_zero_grad_and_module_loss(model, inputs, targets, optimizer):
+    model.zero_grad(set_to_none=False)
+    loss = torch.nn.CrossEntropyLoss()(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def step_log_softmax_and_nll(model, inputs, targets, optimizer):
+    optimizer.zero_grad()
+    loss = F.nll_loss(F.log_softmax(model(inputs), dim=-1), targets)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+@pytest.mark.parametrize("answer", [step_zero_grad_at_the_end, step_model_zero_grad_and_module_loss,
+                                    step_log_softmax_and_nll])
+def test_train_step_valid_variants_pass(answer):
+    assert evaluate("0.1", answer).passed
+
+
+def l2_by_max_entry(x):
+    return x / x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def l2_standardised(x):
+    return (x - x.mean(dim=-1, keepdim=True)) / x.std(dim=-1, keepdim=True)
+
+
+def l2_clamp_too_large(x):
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1.0)
+
+
+def l2_f_normalize_p1(x):
+    return F.normalize(x, p=1, dim=-1)
+
+
+def l2_of_absolute_values(x):
+    return x.abs() / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param(l2_by_max_entry, "do not have L2 norm 1", id="divide-by-max->unit-length-probe"),
+    pytest.param(l2_standardised, "do not have L2 norm 1", id="standardised->unit-length-probe"),
+    pytest.param(l2_clamp_too_large, "eps (or clamp) is far too large", id="clamp_min(1)->rescaling-probe"),
+    pytest.param(l2_f_normalize_p1, "do not have L2 norm 1", id="F.normalize-p=1->unit-length-probe"),
+    pytest.param(l2_of_absolute_values, "another direction", id="abs-values->direction-probe"),
+])
+def test_l2_normalize_property_probes(answer, phrase):
+    failed_with("0.2", answer, phrase)
+
+
+def l2_row_loop(x):
+    return torch.stack([row / max(row.norm().item(), 1e-12) for row in x])
+
+
+def l2_rsqrt_with_eps_inside(x):
+    return x * torch.rsqrt((x * x).sum(dim=1, keepdim=True) + 1e-12)
+
+
+@pytest.mark.parametrize("answer", [l2_row_loop, l2_rsqrt_with_eps_inside, lambda x: F.normalize(x, p=2, dim=1)],
+                         ids=["row-loop", "rsqrt-eps-inside", "F.normalize-dim=1"])
+def test_l2_normalize_valid_variants_pass(answer):
+    assert evaluate("0.2", answer).passed
+    assert evaluate("0.2", lambda x: answer(x.double()).float()).passed  # float64 inputs handled too
+
+
+def cos_divided_by_whole_norms(a, b):
+    return (a @ b.T) / (a.norm() * b.norm())
+
+
+def cos_softmaxed(a, b):
+    return (_unit(a) @ _unit(b).T).softmax(dim=-1)
+
+
+def cos_with_temperature(a, b):
+    return _unit(a) @ _unit(b).T / 0.07
+
+
+def cos_row_by_row(a, b):
+    return F.cosine_similarity(a, b)
+
+
+def cos_norms_both_columns(a, b):
+    return (a @ b.T) / (a.norm(dim=-1, keepdim=True) * b.norm(dim=-1, keepdim=True))
+
+
+def cos_one_minus_distance(a, b):
+    return 1 - torch.cdist(_unit(a), _unit(b))
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param(cos_divided_by_whole_norms, "rescaling one row", id="whole-matrix-norms->rescaling-probe"),
+    pytest.param(cos_softmaxed, "diagonal", id="softmax->self-similarity-probe"),
+    pytest.param(cos_with_temperature, "outside [-1, 1]", id="temperature->range-probe"),
+    pytest.param(cos_row_by_row, "row by row", id="F.cosine_similarity(a,b)->pairwise-only"),
+    pytest.param(cos_norms_both_columns, "as a row (1, M)", id="norms-not-broadcast"),
+    pytest.param(cos_one_minus_distance, "orthogonal vectors", id="1-distance->orthogonality-probe"),
+])
+def test_cosine_property_probes(answer, phrase):
+    failed_with("0.3", answer, phrase)
+
+
+def cos_einsum(a, b):
+    return torch.einsum("nd,md->nm", F.normalize(a, dim=-1), F.normalize(b, dim=-1))
+
+
+def cos_outer_norms(a, b):
+    return (a @ b.T) / (a.norm(dim=-1, keepdim=True) * b.norm(dim=-1))
+
+
+def cos_broadcast_library(a, b):
+    return F.cosine_similarity(a[:, None], b[None], dim=-1)
+
+
+@pytest.mark.parametrize("answer", [cos_einsum, cos_outer_norms, cos_broadcast_library])
+def test_cosine_valid_variants_pass(answer):
+    assert evaluate("0.3", answer).passed
+
+
+def _masked_scores(q, k, mask, scale):
+    s = q @ k.transpose(-2, -1) / scale
+    return s if mask is None else s.masked_fill(~mask, float("-inf"))
+
+
+def sdpa_softmax_dim1(q, k, v, mask=None):
+    return torch.softmax(_masked_scores(q, k, mask, math.sqrt(q.shape[-1])), dim=1) @ v
+
+
+def sdpa_scaled_by_key_count(q, k, v, mask=None):
+    return torch.softmax(_masked_scores(q, k, mask, math.sqrt(k.shape[-2])), dim=-1) @ v
+
+
+def sdpa_softmax_over_all_scores(q, k, v, mask=None):
+    s = _masked_scores(q, k, mask, math.sqrt(q.shape[-1]))
+    return s.flatten(-2).softmax(-1).view_as(s) @ v
+
+
+def sdpa_mask_small_negative(q, k, v, mask=None):
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = s.masked_fill(~mask, -1.0)
+    return s.softmax(-1) @ v
+
+
+def sdpa_returns_scores_as_weights(q, k, v, mask=None, return_weights=False):
+    s = _masked_scores(q, k, mask, math.sqrt(q.shape[-1]))
+    out = s.softmax(-1) @ v
+    return (out, s) if return_weights else out
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param(sdpa_softmax_dim1, "sum to 1 over the KEYS", id="softmax-dim=1(heads)->weights-sum-probe"),
+    pytest.param(sdpa_scaled_by_key_count, "1/sqrt(d)", id="scaled-by-sqrt(Tk)->scale-probe"),
+    pytest.param(sdpa_softmax_over_all_scores, "sum to 1 over the KEYS", id="softmax-over-all->weights-sum-probe"),
+    pytest.param(sdpa_mask_small_negative, "masked key must get exactly zero weight", id="mask-fill-1->mask-probe"),
+    pytest.param(sdpa_returns_scores_as_weights, "not the softmax weights", id="returns-scores-as-weights"),
+])
+def test_attention_property_probes(answer, phrase):
+    failed_with("0.4", answer, phrase)
+
+
+def sdpa_einsum_renormalised_mask(q, k, v, mask=None):
+    w = torch.einsum("...qd,...kd->...qk", q, k).div(q.shape[-1] ** 0.5).softmax(-1)
+    if mask is not None:
+        w = w * mask
+        w = w / w.sum(-1, keepdim=True)
+    return torch.einsum("...qk,...kd->...qd", w, v)
+
+
+def sdpa_log_mask(q, k, v, mask=None, return_weights=False):
+    s = torch.matmul(q, k.mT) / math.sqrt(k.size(-1))
+    if mask is not None:
+        s = s + mask.float().log()
+    w = s.softmax(-1)
+    return (w @ v, w) if return_weights else w @ v
+
+
+@pytest.mark.parametrize("answer", [sdpa_einsum_renormalised_mask, sdpa_log_mask, sdpa_with_large_negative])
+def test_attention_valid_variants_pass(answer):
+    assert evaluate("0.4", answer).passed
+
+
+def mha_interleaved_heads(x_q, x_kv, w_q, w_k, w_v, w_o, n_heads, mask=None):
+    b, t_q, d = x_q.shape
+    split = lambda x: x.view(b, x.shape[1], d // n_heads, n_heads).permute(0, 3, 1, 2)  # noqa: E731 - dims h, h+H..
+    out = A.scaled_dot_product_attention(split(x_q @ w_q.T), split(x_kv @ w_k.T), split(x_kv @ w_v.T), mask)
+    return out.transpose(1, 2).reshape(b, t_q, d) @ w_o.T
+
+
+def mha_merge_with_permute(x_q, x_kv, w_q, w_k, w_v, w_o, n_heads, mask=None):
+    b, t_q, d = x_q.shape
+    split = lambda x: x.view(b, x.shape[1], n_heads, d // n_heads).transpose(1, 2)  # noqa: E731
+    out = A.scaled_dot_product_attention(split(x_q @ w_q.T), split(x_kv @ w_k.T), split(x_kv @ w_v.T), mask)
+    return out.permute(0, 2, 3, 1).reshape(b, t_q, d) @ w_o.T  # (B, Tq, d, H): dimensions interleaved
+
+
+def mha_weights_averaged_over_heads(x_q, x_kv, w_q, w_k, w_v, w_o, n_heads, mask=None, return_weights=False):
+    out, weights = A.multi_head_attention(x_q, x_kv, w_q, w_k, w_v, w_o, n_heads, mask, return_weights=True)
+    return (out, weights.mean(dim=1)) if return_weights else out  # like nn.MultiheadAttention's default
+
+
+def mha_unscaled_attention(x_q, x_kv, w_q, w_k, w_v, w_o, n_heads, mask=None):
+    b, t_q, d = x_q.shape
+    split = lambda x: x.view(b, x.shape[1], n_heads, d // n_heads).transpose(1, 2)  # noqa: E731
+    q, k, v = split(x_q @ w_q.T), split(x_kv @ w_k.T), split(x_kv @ w_v.T)
+    s = q @ k.transpose(-2, -1)  # forgot the 1/sqrt(d) of the head
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, t_q, d) @ w_o.T
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param(mha_interleaved_heads, "contiguous block", id="interleaved-head-split->head-block-probe"),
+    pytest.param(mha_merge_with_permute, "contiguous block", id="merge-permute(0,2,3,1)->head-block-probe"),
+    pytest.param(mha_weights_averaged_over_heads, "the weights should have shape", id="weights-averaged-over-heads"),
+    pytest.param(mha_unscaled_attention, "with n_heads=1", id="no-scale->one-head-probe"),
+])
+def test_multi_head_attention_property_probes(answer, phrase):
+    failed_with("0.5", answer, phrase)
+
+
+def mha_with_torch_sdpa(x_q, x_kv, w_q, w_k, w_v, w_o, n_heads, mask=None):
+    b, t_q, d = x_q.shape
+    split = lambda x: x.reshape(b, -1, n_heads, d // n_heads).permute(0, 2, 1, 3)  # noqa: E731
+    out = F.scaled_dot_product_attention(split(F.linear(x_q, w_q)), split(F.linear(x_kv, w_k)),
+                                         split(F.linear(x_kv, w_v)), attn_mask=mask)
+    return F.linear(out.permute(0, 2, 1, 3).reshape(b, t_q, d), w_o)
+
+
+def mha_with_course_helpers(x_q, x_kv, w_q, w_k, w_v, w_o, n_heads, mask=None, return_weights=False):
+    q, k, v = (A.split_heads(x @ w.T, n_heads) for x, w in ((x_q, w_q), (x_kv, w_k), (x_kv, w_v)))
+    out, weights = A.scaled_dot_product_attention(q, k, v, mask, return_weights=True)
+    out = A.merge_heads(out) @ w_o.T
+    return (out, weights) if return_weights else out
+
+
+@pytest.mark.parametrize("answer", [mha_with_torch_sdpa, mha_with_course_helpers])
+def test_multi_head_attention_valid_variants_pass(answer):
+    assert evaluate("0.5", answer).passed
+
+
+def bpe_counts_once_before_the_loop(word_freqs, num_merges):
+    words = {tuple(w): f for w, f in word_freqs.items()}
+    pairs = Counter()
+    for symbols, f in words.items():
+        for pair in zip(symbols, symbols[1:]):
+            pairs[pair] += f
+    rank = {c: i for i, c in enumerate(sorted({c for w in word_freqs for c in w}))}
+    merges = []
+    for _ in range(num_merges):
+        best = min(pairs, key=lambda p: (-pairs[p], rank.get(p[0], 99), rank.get(p[1], 99)))
+        merges.append(best)
+        rank.setdefault(best[0] + best[1], len(rank))
+        words = {_merge_all(w, best): f for w, f in words.items()}  # merged, but the counts are never redone
+    return merges
+
+
+def bpe_stops_when_best_is_rare(word_freqs, num_merges):
+    words = {tuple(w): f for w, f in word_freqs.items()}
+    rank = {c: i for i, c in enumerate(sorted({c for w in word_freqs for c in w}))}
+    merges = []
+    for _ in range(num_merges):
+        pairs = Counter()
+        for symbols, f in words.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += f
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], rank[p[0]], rank[p[1]]))
+        if pairs[best] < 4:  # "not worth merging"
+            break
+        merges.append(best)
+        rank.setdefault(best[0] + best[1], len(rank))
+        words = {_merge_all(w, best): f for w, f in words.items()}
+    return merges
+
+
+def bpe_last_pair_not_counted(word_freqs, num_merges):
+    words = {tuple(w): f for w, f in word_freqs.items()}
+    rank = {c: i for i, c in enumerate(sorted({c for w in word_freqs for c in w}))}
+    merges = []
+    for _ in range(num_merges):
+        pairs = Counter()
+        for symbols, f in words.items():
+            for i in range(len(symbols) - 2):  # off by one: the word's last pair is never counted
+                pairs[symbols[i], symbols[i + 1]] += f
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], rank[p[0]], rank[p[1]]))
+        merges.append(best)
+        rank.setdefault(best[0] + best[1], len(rank))
+        words = {_merge_all(w, best): f for w, f in words.items()}
+    return merges
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param(bpe_counts_once_before_the_loop, "repeats merge", id="counts-once-never-updated->no-repeat-probe"),
+    pytest.param(bpe_stops_when_best_is_rare, "multiplied by 3", id="frequency-threshold->scaling-probe"),
+    pytest.param(bpe_last_pair_not_counted, "merge the most frequent pair", id="last-pair-of-word-not-counted"),
+])
+def test_bpe_property_probes(answer, phrase):
+    failed_with("0.6", answer, phrase)
+
+
+def bpe_with_max_and_a_while_loop(word_freqs, num_merges):
+    words = [(list(w), f) for w, f in word_freqs.items()]
+    rank = {c: i for i, c in enumerate(sorted({c for w in word_freqs for c in w}))}
+    merges = []
+    while len(merges) < num_merges:
+        pairs = {}
+        for symbols, f in words:
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] = pairs.get(pair, 0) + f
+        if not pairs:
+            break
+        best = max(pairs, key=lambda p: (pairs[p], -rank[p[0]], -rank[p[1]]))
+        merges.append(best)
+        if best[0] + best[1] not in rank:
+            rank[best[0] + best[1]] = len(rank)
+        for symbols, _ in words:
+            i = 0
+            while i < len(symbols) - 1:
+                if (symbols[i], symbols[i + 1]) == best:
+                    symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
+                i += 1
+    return merges
+
+
+def test_bpe_valid_variant_passes():
+    assert evaluate("0.6", bpe_with_max_and_a_while_loop).passed
+
+
+def lm_loss_mean_per_sequence(logits, labels):
+    per_token = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none")
+    real = (labels[:, 1:] != -100).float()
+    return ((per_token * real).sum(1) / real.sum(1)).mean()
+
+
+def lm_loss_detached(logits, labels):
+    loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
+    return torch.tensor(loss.item())
+
+
+def lm_loss_rolled_labels(logits, labels):
+    return _ce(logits, labels.roll(-1, dims=1), ignore_index=-100)
+
+
+def lm_loss_padding_is_zero(logits, labels):
+    return _ce(logits[:, :-1], labels[:, 1:], ignore_index=0)
+
+
+def lm_loss_both_cut_at_the_front(logits, labels):
+    return _ce(logits[:, 1:], labels[:, 1:], ignore_index=-100)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param(lm_loss_mean_per_sequence, "not per sequence first", id="mean-per-sequence->token-mean-probe"),
+    pytest.param(lm_loss_detached, "no gradient flows", id="torch.tensor(loss.item())->gradient-probe"),
+    pytest.param(lm_loss_rolled_labels, "LAST position", id="labels.roll->last-logits-probe"),
+    pytest.param(lm_loss_padding_is_zero, "ignore_index=-100", id="ignore_index=0->-100-out-of-bounds"),
+    pytest.param(lm_loss_both_cut_at_the_front, "LAST position", id="no-shift-first-dropped->last-logits-probe"),
+])
+def test_lm_loss_property_probes(answer, phrase):
+    failed_with("0.7", answer, phrase)
+
+
+def lm_loss_by_hand(logits, labels):
+    logp = logits[:, :-1].double().log_softmax(-1)
+    target = labels[:, 1:]
+    real = target != -100
+    picked = logp.gather(-1, target.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return (-(picked * real).sum() / real.sum()).float()
+
+
+def test_lm_loss_valid_variant_by_hand_passes():
+    assert evaluate("0.7", lm_loss_by_hand).passed
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    pytest.param({k: (k[0] // k[1] - 1) ** 2 for k in VIT_KEYS}, "without gaps", id="fencepost->tiling-probe"),
+    pytest.param({k: 3 * n for k, n in VIT_RIGHT.items()}, "not a square number", id="x3-RGB->square-grid-probe"),
+    pytest.param({**VIT_RIGHT, (224, 16): 224 // 16 ** 2}, "at least one", id="size//patch**2->positive-probe"),
+    pytest.param({**VIT_RIGHT, (32, 4): 49}, "without gaps", id="one-count-off->tiling-probe"),
+])
+def test_vit_token_property_probes(answer, phrase):
+    failed_with("0.8", answer, phrase)
+
+
+# --- the probes never reject a right answer ------------------------------------------------------------------
+# The checks run their probes only after a mismatch; here every probe runs on right answers (the reference and the
+# valid variants above), so that a probe that fires always names a property the answer really breaks.
+
+def _probes_of(exercise, answer):
+    from utils.checks import phase0 as P
+
+    if exercise == "0.1":
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.randn(8, 3, 2, 2, generator=g), torch.randint(0, 3, (8,), generator=g)
+        return P._train_step_probes(answer, x, y)
+    if exercise == "0.2":
+        x = torch.randn(5, 7) * torch.tensor([3.0, 0.05, 1.0, 10.0, 0.3])[:, None]
+        return P._l2_probes(answer, x, answer(x))
+    if exercise == "0.3":
+        a, b = torch.randn(4, 6) * 2, torch.randn(3, 6) + 1
+        return P._cos_probes(answer, a, b, answer(a, b))
+    if exercise == "0.4":
+        q, k, v, mask = P._attn_inputs()
+        return P._attention_probes(answer, q, k, v) + P._mask_probes(answer, q, k, v, mask)
+    if exercise == "0.5":
+        g = torch.Generator().manual_seed(4)
+        x_q, x_kv = torch.randn(2, 3, 8, generator=g), torch.randn(2, 5, 8, generator=g)
+        ws = [torch.randn(8, 8, generator=g) / math.sqrt(8) for _ in range(4)]
+        return P._mha_probes(answer, x_q, x_kv, *ws, 2)
+    if exercise == "0.6":
+        return [p for corpus in P._corpora() for p in
+                P._bpe_structure_probes(corpus, answer(corpus, 12)) + P._bpe_invariance_probes(answer, corpus, 12,
+                                                                                               answer(corpus, 12))]
+    logits, labels = torch.randn(3, 6, 11), torch.randint(0, 11, (3, 6))
+    labels[0, 4:] = -100
+    return P._lm_probes(answer, logits, labels)
+
+
+@pytest.mark.parametrize("exercise, answer", [
+    *(pytest.param(e, reference(e), id=f"{e}-reference") for e in EXERCISES if e != "0.8"),
+    pytest.param("0.1", step_zero_grad_at_the_end, id="0.1-zero_grad-at-end"),
+    pytest.param("0.1", step_log_softmax_and_nll, id="0.1-log_softmax+nll"),
+    pytest.param("0.2", l2_row_loop, id="0.2-row-loop"),
+    pytest.param("0.2", l2_rsqrt_with_eps_inside, id="0.2-rsqrt"),
+    pytest.param("0.3", cos_einsum, id="0.3-einsum"),
+    pytest.param("0.3", cos_outer_norms, id="0.3-outer-norms"),
+    pytest.param("0.4", sdpa_einsum_renormalised_mask, id="0.4-einsum-renormalised"),
+    pytest.param("0.4", sdpa_with_large_negative, id="0.4-minus-1e9"),
+    pytest.param("0.5", mha_with_torch_sdpa, id="0.5-torch-sdpa"),
+    pytest.param("0.6", bpe_with_max_and_a_while_loop, id="0.6-max-while"),
+    pytest.param("0.7", lm_loss_by_hand, id="0.7-by-hand"),
+])
+def test_probes_hold_for_right_answers(exercise, answer):
+    probes = _probes_of(exercise, answer)
+    assert probes or exercise == "0.6"  # 0.6's structural probes exist only for merges that break them
+    for probe in probes:  # called directly: a probe that crashes on a right answer would be useless too
+        assert probe.holds(), probe.property
+
+
+def test_vit_probes_hold_for_the_right_numbers():
+    from utils.checks import phase0 as P
+
+    assert P._vit_probes(dict(VIT_RIGHT)) == []
+
+
+# --- the hint ladders ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_every_exercise_has_a_three_level_hint_ladder(exercise):
+    from utils.checks import REGISTRY
+
+    hints = REGISTRY[exercise].hints
+    assert len(hints) == 3 and all(len(h) >= 40 for h in hints)
+    assert any("Section" in h for h in hints), "one level points to the notebook's section"
+
+
 # --- unsolved, crashes, check() -------------------------------------------------------------------------
 
 def not_implemented(*args, **kwargs):

@@ -7,22 +7,27 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
 * ``env``        seeds (``seed(n)``, shifted by ``COURSE_SEED`` for the sweep), device, fast/CI/offline flags,
                  CPU kernel levels, the environment check (Phase 0)
 * ``world``      the shapes world, a package with one module per part: scenes, rendering, captions and QA,
-                 depth, rendered text, the dataset, display (Phase 0, extended by later phases)
-* ``checks``     ``check("0.3", fn)`` self-checks, one module per phase, shared helpers in ``checks.oracles``
-                 (Phase 0)
+                 depth, rendered text, the dataset, display (Phase 0), video clips and spoken words (Phase 2);
+                 later phases add their modalities there
+* ``checks``     ``check("0.3", fn)`` self-checks and ``hint("0.3")`` hint ladders, one module per phase, shared
+                 helpers (mistakes, shapes, property probes) in ``checks.oracles`` (Phase 0)
+* ``progress``   ``python -m utils.progress``: a learner's notebooks run headless, ✓/✗/not attempted per exercise,
+                 a JSON report for instructors (Phase 0)
 * ``train``      a readable, step-bounded training loop, AdamW with a one-cycle schedule (Phase 0)
 * ``plots``      loss curves, image grids, embedding scatters, attention maps, diagrams (Phase 0)
 * ``embeddings`` L2 normalisation, cosine similarity (Phase 0); modality gap, PCA, retrieval, probes (Phase 1)
 * ``attention``  scaled dot-product, multi-head and cross-attention (Phase 0)
 * ``text``       BPE, a caption tokenizer, the next-token loss (Phase 0)
 * ``lm``         a tiny GPT-2 caption model (Phase 0)
-* ``vision``     images as token sequences, a tiny ViT, a small CNN (Phases 0, 2)
-* ``audio``      the spoken-words dataset in data/speech/, mel spectrograms, a spectrogram CNN (Phases 2-3)
-* ``video``      moving-shape clips, frame averages and tubelet tokens (Phase 2)
+* ``metrics``    Recall@K (and in blocks), per-kind accuracy, box IoU, results tables (Phases 1, 4, 5; Phase 9
+                 grows it)
+* ``vision``     images and video as token sequences (patches, tubelets), a tiny ViT, a small CNN (Phases 0, 2)
+* ``audio``      the audio front end: batched waveforms, mel spectrograms, spectrogram tokens, a spectrogram CNN
+                 (Phases 2-3)
 * ``clip``       a tiny open_clip CLIP on the shapes world: loading, training, retrieval, zero-shot, the
                  tower's grid tokens (Phases 1, 3, 4)
 * ``contrastive`` InfoNCE, SigLIP, hard negatives, the CLIP-score filter (Phase 3)
-* ``vqa``        the answer vocabulary, (image, question) examples, per-kind accuracy (Phase 4; Phase 5 too)
+* ``vqa``        the answer vocabulary, (image, question) examples, VQA accuracy (Phase 4; Phase 5 too)
 * ``fusion``     five fusion patterns, Flamingo's gated cross-attention, a resampler, a Perceiver, a depth
                  adapter (Phase 4)
 * ``vlm``        a LLaVA-style VLM from library parts: projectors, splicing, training, AnyRes, grounding
@@ -30,7 +35,7 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
 * ``colab``      installs what Colab lacks (Phase 0)
 """
 from . import attention, embeddings, env, lm, plots, text, train, vision, world  # light, always loaded
-from .checks import check, expect
+from .checks import check, expect, hint
 from .env import (
                   check_environment,
                   generator,
@@ -49,7 +54,7 @@ __all__ = [
     # the light submodules, always loaded
     "attention", "embeddings", "env", "lm", "plots", "text", "train", "vision", "world",
     # the names most notebooks use
-    "check", "expect", "check_environment", "generator", "get_device", "in_colab", "is_ci", "is_fast",
+    "check", "expect", "hint", "check_environment", "generator", "get_device", "in_colab", "is_ci", "is_fast",
     "is_offline", "seed", "seed_everything", "setup", "steps",
 ]
 __version__ = "0.1.0"

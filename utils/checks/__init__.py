@@ -8,25 +8,45 @@ Introduced in Phase 0. How it works:
 * :func:`check` returns what the rest of the notebook should use: the learner's answer when it passes,
   otherwise the reference, with a visible notice — so a notebook with unsolved exercises still runs;
 * with ``COURSE_STRICT_CHECKS=1`` (set by ``make test`` for the solution notebooks) a failing check
-  raises, so a broken reference solution cannot slip through CI.
+  raises, so a broken reference solution cannot slip through CI;
+* every exercise has a **hint ladder** of at least two levels — a nudge, the concept with a pointer to the
+  section or paper, a worked sub-step; never the answer. ``hint("5.2")`` shows the next level, and a check
+  that fails a second time shows it by itself;
+* when the answer returns the wrong type or shape, the message says what was expected and what came back,
+  rather than "your code raised" for an error in the check's own use of it;
+* with ``COURSE_PROGRESS_LOG=path`` every verdict is appended to that JSON-lines file (``utils.progress``
+  runs a learner's notebooks this way and reports per exercise).
+
+How a check diagnoses (known mistakes, then shape and type, then named properties) is in :mod:`.oracles`.
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import json
 import os
 import pkgutil
+import sysconfig
+import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..env import is_fast, is_strict
 
-__all__ = ["check", "expect", "evaluate", "phase_modules", "CheckFailed", "CheckResult", "Unsolved", "register",
-           "REGISTRY", "reference"]
+__all__ = ["check", "expect", "evaluate", "hint", "phase_modules", "CheckFailed", "CheckResult", "Mismatch", "Unsolved",
+           "register", "REGISTRY", "reference"]
 
 
 class CheckFailed(AssertionError):
     """Raised by a test when an answer is wrong; its message is the hint shown to the learner."""
+
+
+class Mismatch(CheckFailed):
+    """The fallback verdict: the answer differs from the expected values, and no known mistake, shape or
+    property explains how. Raised by a check's last resort only, so tests can tell a hint that names what is
+    wrong from one that does not (``CheckResult.named``)."""
 
 
 class Unsolved(Exception):
@@ -42,6 +62,7 @@ class Exercise:
     reference: Any
     test: Callable[[Any], str]  # returns a success detail, raises CheckFailed / Unsolved
     builds_on: tuple[str, ...] = ()  # earlier exercises whose answer a learner's answer to this one may call
+    hints: tuple[str, ...] = ()  # the hint ladder: a nudge, the concept and where to read, a worked sub-step
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,7 @@ class CheckResult:
     exercise: str
     status: str
     message: str
+    named: bool = True  # for a failure: False when only the generic fallback (Mismatch) could be said
 
     @property
     def passed(self) -> bool:
@@ -60,20 +82,25 @@ class CheckResult:
 REGISTRY: dict[str, Exercise] = {}
 # What check() said of each exercise in this session (kernel): "passed", "failed" or "unsolved".
 STATUS: dict[str, str] = {}
+FAILURES: dict[str, int] = {}  # failing check() calls per exercise in this session
+HINTS_SHOWN: dict[str, int] = {}  # hint levels already shown per exercise (by hint() or a repeated failure)
+
+
 def phase_modules() -> dict[str, str]:
     """Phase -> the module that registers its checks: every ``utils.checks.phaseN`` there is."""
     names = (m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("phase") and m.name[5:].isdigit())
     return {n[5:]: f"{__name__}.{n}" for n in sorted(names, key=lambda n: int(n[5:]))}
 
 
-def register(exercise_id: str, title: str, reference: Any, builds_on: tuple[str, ...] = ()
-             ) -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
+def register(exercise_id: str, title: str, reference: Any, builds_on: tuple[str, ...] = (),
+             hints: Sequence[str] = ()) -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
     """Decorator: register ``test`` as the check of ``exercise_id``. ``builds_on`` names earlier exercises that
     a learner's answer is likely to call (5.3 reuses 5.2's splice): when this check fails while one of those has
-    not passed, the learner is told to fix that one first."""
+    not passed, the learner is told to fix that one first. ``hints`` is the exercise's hint ladder, from the
+    lightest nudge to a worked sub-step (at least two levels; none gives the answer away)."""
 
     def wrap(test: Callable[[Any], str]) -> Callable[[Any], str]:
-        REGISTRY[exercise_id] = Exercise(exercise_id, title, reference, test, tuple(builds_on))
+        REGISTRY[exercise_id] = Exercise(exercise_id, title, reference, test, tuple(builds_on), tuple(hints))
         return test
 
     return wrap
@@ -96,6 +123,21 @@ def reference(exercise_id: str) -> Any:
     return _exercise(exercise_id).reference
 
 
+def hint(exercise_id: str) -> None:
+    """Print the next level of an exercise's hint ladder (``hint("5.2")``; call again for the next one)."""
+    ex = _exercise(exercise_id)
+    if not ex.hints:
+        print(f"Exercise {ex.id} has no hints yet.")
+        return
+    level = min(HINTS_SHOWN.get(ex.id, 0), len(ex.hints) - 1)
+    HINTS_SHOWN[ex.id] = level + 1
+    print(f"💡 Exercise {ex.id}, hint {level + 1} of {len(ex.hints)}: {ex.hints[level]}")
+    if level + 1 == len(ex.hints):
+        print("   That is the last hint. Compare your code with it line by line, then run the check again.")
+    else:
+        print(f'   More: hint("{ex.id}") again.')
+
+
 def is_placeholder(answer: Any) -> bool:
     """True for the starter placeholders ``...`` / ``None``, also inside a dict, list or tuple."""
     if answer is Ellipsis or answer is None:
@@ -107,25 +149,84 @@ def is_placeholder(answer: Any) -> bool:
     return False
 
 
+_NOTHING = object()
+_COURSE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # utils/
+_LIBRARY_DIRS = tuple({os.path.abspath(p) for key in ("stdlib", "platstdlib", "purelib", "platlib")
+                       if (p := sysconfig.get_paths().get(key))})
+
+
+class _Recorder:
+    """Wraps a function answer to remember what it last returned, so that an error the check's own code hits
+    on that value can be explained in terms of the answer ("it returned a tuple of 2: ...")."""
+
+    def __init__(self) -> None:
+        self.returned: Any = _NOTHING
+
+    def wrap(self, answer: Any) -> Any:
+        if not inspect.isfunction(answer):  # modules, classes, dicts and numbers are passed as they are
+            return answer
+
+        @functools.wraps(answer)
+        def recorded(*args, **kwargs):
+            out = answer(*args, **kwargs)
+            self.returned = out
+            return out
+
+        return recorded
+
+
+def _learner_frame(exc: BaseException) -> traceback.FrameSummary | None:
+    """The innermost traceback frame in code that is neither the course's package nor an installed library:
+    the learner's own code (a notebook cell, a file of theirs). None when the error arose in the check itself
+    (or in a library it called) while it used the answer's result."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not os.path.abspath(f.filename).startswith((_COURSE_DIR + os.sep, *_LIBRARY_DIRS))]
+    return frames[-1] if frames else None
+
+
+def _crash_feedback(exc: Exception, recorder: _Recorder) -> str:
+    """Feedback for an exception: "your code raised" when it came from the learner's code; otherwise the check
+    could not use what the answer returned, and the message says what that was."""
+    frame = _learner_frame(exc)
+    if frame is not None:
+        where = f" (in {frame.name}, line {frame.lineno}: `{frame.line}`)" if frame.line else ""
+        return f"your code raised {type(exc).__name__}: {exc}{where}"
+    if recorder.returned is not _NOTHING:
+        from .oracles import describe
+
+        return (f"your answer returned {describe(recorder.returned)}, which is not what this exercise asks for "
+                f"(using it failed with {type(exc).__name__}: {exc}). Compare its type and shape with the "
+                "exercise's statement.")
+    return (f"your answer could not be used as this exercise expects ({type(exc).__name__}: {exc}). Compare "
+            "what it gives back with the exercise's statement.")
+
+
 def evaluate(exercise_id: str, answer: Any) -> CheckResult:
     """Judge an answer without printing; unit tests use this directly."""
     ex = _exercise(exercise_id)
     head = f"Exercise {ex.id} ({ex.title})"
+    recorder = _Recorder()
     try:
         if is_placeholder(answer):
             raise Unsolved
-        detail = ex.test(answer)
+        detail = ex.test(recorder.wrap(answer))
         return CheckResult(ex.id, "passed", f"✓ {head}: passed. {detail}".rstrip())
     except (Unsolved, NotImplementedError):
         return CheckResult(ex.id, "unsolved", f"… {head}: not attempted yet (the starter is still in place).")
-    except TypeError as exc:
-        if "ellipsis" in str(exc):  # the starter's `...` placeholder reached an operation
-            return CheckResult(ex.id, "unsolved", f"… {head}: not attempted yet (a `...` placeholder is left).")
-        return CheckResult(ex.id, "failed", f"✗ {head}: your code raised TypeError: {exc}")
     except CheckFailed as exc:
-        return CheckResult(ex.id, "failed", f"✗ {head}: {exc}")
+        return CheckResult(ex.id, "failed", f"✗ {head}: {exc}", named=not isinstance(exc, Mismatch))
     except Exception as exc:  # noqa: BLE001 - a crash in learner code is feedback, not a course error
-        return CheckResult(ex.id, "failed", f"✗ {head}: your code raised {type(exc).__name__}: {exc}")
+        if isinstance(exc, TypeError) and "ellipsis" in str(exc):  # the starter's `...` reached an operation
+            return CheckResult(ex.id, "unsolved", f"… {head}: not attempted yet (a `...` placeholder is left).")
+        return CheckResult(ex.id, "failed", f"✗ {head}: {_crash_feedback(exc, recorder)}")
+
+
+def _log_verdict(result: CheckResult, title: str) -> None:
+    log = os.environ.get("COURSE_PROGRESS_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"exercise": result.exercise, "title": title, "status": result.status,
+                                "message": result.message}, ensure_ascii=False) + "\n")
 
 
 def check(exercise_id: str, answer: Any) -> Any:
@@ -133,12 +234,20 @@ def check(exercise_id: str, answer: Any) -> Any:
 
     Returns ``answer`` when it passes, else the reference answer (and says so).
     """
+    ex = _exercise(exercise_id)
     result = evaluate(exercise_id, answer)
     STATUS[result.exercise] = result.status
+    _log_verdict(result, ex.title)
     print(result.message)
     if result.passed:
         return answer
-    upstream = [e for e in _exercise(exercise_id).builds_on if STATUS.get(e) != "passed"]
+    if result.status == "failed":
+        FAILURES[ex.id] = FAILURES.get(ex.id, 0) + 1
+        if FAILURES[ex.id] >= 2 and HINTS_SHOWN.get(ex.id, 0) < len(ex.hints):
+            hint(ex.id)  # a second failing run: the next level of the ladder, unasked
+        elif ex.hints:
+            print(f'   More help: hint("{ex.id}") ({len(ex.hints)} levels, from a nudge to a worked step).')
+    upstream = [e for e in ex.builds_on if STATUS.get(e) != "passed"]
     if result.status == "failed" and upstream:
         names = " and ".join(f"Exercise {e}" for e in upstream)
         print(f"   Note: this exercise builds on {names}, which has not passed yet. If your answer calls your own "
