@@ -1,6 +1,7 @@
 """Train the course's model zoo (data/models/): `make models`. Seeded and step-bounded.
 
     python tools/make_models.py [gpt] [clip] [vlm]    # default: all three, in that order
+    make models MODEL=tiny-clip-shapes                 # one model (short or full name), card re-measured
 
 tiny-gpt-shapes: a 2-layer GPT-2 caption model, saved with save_pretrained, loaded with
 AutoModelForCausalLM.from_pretrained / AutoTokenizer.from_pretrained (Phase 0 on).
@@ -314,7 +315,7 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
         p.requires_grad_(False)
     captions = [caption(s, np.random.default_rng([r["seed"], i]))
                 for i, s in enumerate(world.scenes("train", r["train_scenes"]))]
-    ids, labels = vlm.encode_texts(model.tokenizer, [vlm.caption_prompt()] * len(captions), captions)
+    ids, labels = vlm.encode_with_labels(model.tokenizer, [vlm.caption_prompt()] * len(captions), captions)
     h1 = vlm.train_vlm(model, features, torch.arange(len(captions)), ids, labels, steps=r["stage1_steps"],
                        params=model.connector_parameters(), batch_size=r["batch_size"], lr=r["stage1_lr"],
                        seed=r["seed"], desc="stage 1") if r["stage1_steps"] else None
@@ -326,7 +327,7 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
     rng = np.random.default_rng(r["seed"])
     grounding = [grounding[int(j)] for j in rng.permutation(len(grounding))[: r["grounding_questions"]]]
     index = [i for i, _ in pairs] + [i for i, *_ in grounding]
-    ids, labels = vlm.encode_texts(model.tokenizer,
+    ids, labels = vlm.encode_with_labels(model.tokenizer,
                                    [vlm.vqa_prompt(q) for q in questions + [q for _, q, _, _ in grounding]],
                                    answers + [a for _, _, a, _ in grounding])
     # the position curve: held-out relative and single-object position accuracy every curve_every steps
@@ -372,11 +373,20 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
     return result
 
 
+MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm-shapes"}  # in training order
+
+
+def selected(args: list[str]) -> list[str]:
+    """The short names of the models to train, in zoo order: ``gpt``/``tiny-gpt-shapes`` etc.; none = all."""
+    full = {v: k for k, v in MODELS.items()}
+    unknown = [a for a in args if a not in MODELS and a not in full]
+    if unknown:
+        raise SystemExit(f"unknown model {', '.join(unknown)}; choose from {', '.join(MODELS.values())}")
+    chosen = {full.get(a, a) for a in args} or set(MODELS)
+    return [m for m in MODELS if m in chosen]
+
+
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["gpt", "clip", "vlm"]
-    if "gpt" in which:
-        print("tiny-gpt-shapes:", make_tiny_gpt())
-    if "clip" in which:
-        print("tiny-clip-shapes:", make_tiny_clip())
-    if "vlm" in which:
-        print("tiny-vlm-shapes:", make_tiny_vlm())
+    makers = {"gpt": make_tiny_gpt, "clip": make_tiny_clip, "vlm": make_tiny_vlm}
+    for name in selected(sys.argv[1:]):
+        print(f"{MODELS[name]}:", makers[name]())

@@ -1,0 +1,11 @@
+"""tools/make_models.py picks the zoo models to retrain: `make models MODEL=...` trains one at a time."""
+import make_models  # tools/ is on sys.path (tests/conftest.py)
+import pytest
+
+
+def test_selection_by_short_or_full_name_keeps_zoo_order():
+    assert make_models.selected([]) == ["gpt", "clip", "vlm"]
+    assert make_models.selected(["tiny-clip-shapes"]) == ["clip"]
+    assert make_models.selected(["vlm", "gpt"]) == ["gpt", "vlm"]  # the VLM needs the other two first
+    with pytest.raises(SystemExit, match="unknown model tiny-whisper"):
+        make_models.selected(["tiny-whisper"])
