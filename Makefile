@@ -16,7 +16,7 @@ LAB_FLAGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab test test-unit lint execute exercises models speech sweep clean
+.PHONY: help setup lab test test-unit lint execute exercises models speech sweep progress clean
 
 help:  ## List the targets
 	@echo "Multimodal Learning, from Beginner to Advanced"
@@ -64,8 +64,11 @@ test-browser: $(STAMP)  ## Real-browser test: Run All on Phase 0 in headless Chr
 exercises: $(STAMP)  ## Regenerate notebooks/ from solutions/ (skips notebooks you edited; FORCE=1 overwrites)
 	$(BIN)/python tools/exercises.py $(if $(FORCE),--force,)
 
-models: $(STAMP)  ## Retrain the model zoo in data/models/ (seeded; about 35 minutes on 2 cores)
-	CI=true $(BIN)/python tools/make_models.py
+models: $(STAMP)  ## Retrain the model zoo in data/models/ (seeded; ~35 min on 2 cores; one: MODEL=tiny-clip-shapes)
+	CI=true $(BIN)/python tools/make_models.py $(MODEL)
+
+progress: $(STAMP)  ## Your progress per exercise: runs your notebooks headless (fast mode), writes progress.json (NB=...)
+	$(BIN)/python -m utils.progress $(NB) --json $(or $(JSON),progress.json)
 
 lint: $(STAMP)  ## Lint utils, tools, tests and the solution notebooks (ruff; part of make test)
 	$(BIN)/ruff check .
