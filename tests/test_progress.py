@@ -9,6 +9,7 @@ from pathlib import Path
 
 import exercises  # tools/ is on sys.path (tests/conftest.py)
 import nbformat
+import psutil
 import pytest
 
 from utils import progress
@@ -80,3 +81,5 @@ def test_unsolved_partly_and_fully_solved_notebooks(tmp_path, capsys):
     assert "normalise" in failed["message"] or "norm" in failed["message"]  # the check's hint, as the learner saw it
     printed = capsys.readouterr().out
     assert "1/8 passed, 1 failed, 6 not attempted" in printed and "8/8 passed" in printed
+    kernels = [p for p in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+    assert kernels == [], "the report must shut down the kernels it started"

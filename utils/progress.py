@@ -130,10 +130,13 @@ def run_notebook(path: str | Path, timeout: int = 600, fast: bool = True) -> Not
         else:
             os.environ.pop("COURSE_FAST", None)
         start = time.perf_counter()
-        try:
-            NotebookClient(nb, km=_kernel_manager(), timeout=timeout, kernel_name="python3", allow_errors=True,
-                           resources={"metadata": {"path": str(path.parent.resolve())}}).execute()
+        km = _kernel_manager()
+        try:  # cleanup_kc: a client given its kernel manager would otherwise leave the kernel running
+            NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3", allow_errors=True,
+                           resources={"metadata": {"path": str(path.parent.resolve())}}).execute(cleanup_kc=True)
         finally:
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)
