@@ -682,3 +682,12 @@ def test_right_filters_keep_every_probed_property(answer):
     from utils.checks.phase3 import _filter_pairs, _filter_probes
 
     assert all(probe.holds() for probe in _filter_probes(answer, *_filter_pairs()))  # a crash fails too
+
+
+def test_siglip_with_the_bias_outside_the_label_product_is_told_where_the_bias_goes():
+    def bias_outside(image_features, text_features, logit_scale, logit_bias):  # found by the independent audit
+        img, txt = F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1)
+        labels = 2 * torch.eye(len(img)) - 1
+        return -F.logsigmoid(labels * (logit_scale * img @ txt.T) + logit_bias).sum() / len(img)
+
+    failed_with("3.2", bias_outside, "the label multiplies the WHOLE logit, bias included")

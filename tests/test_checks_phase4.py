@@ -361,3 +361,7 @@ def test_every_probe_holds_for_the_reference():
     }
     for exercise, probes in probe_sets.items():
         assert all(p.holds() for p in probes), (exercise, broken(probes))  # holds, and none merely skipped by a crash
+
+
+def test_vq_tokens_in_int32_are_told_the_dtype():  # found by the independent audit
+    failed_with("4.3", lambda p, c: torch.cdist(p, c.expand(len(p), -1, -1)).argmin(-1).int(), "int64")

@@ -568,3 +568,14 @@ def test_iou_variants_pass():
     for fn in (with_eps, torchvision_way):
         result = evaluate("5.6", fn)
         assert result.passed, result.message
+
+
+def test_splice_keeping_the_placeholder_is_told_to_drop_it():  # found by the independent audit
+    def keeps_placeholder(text_embeds, input_ids, image_embeds, image_token_id):
+        rows = []
+        for b in range(len(input_ids)):
+            p = int((input_ids[b] == image_token_id).nonzero())
+            rows.append(torch.cat([text_embeds[b, :p + 1], image_embeds[b], text_embeds[b, p + 1:]]))
+        return torch.stack(rows)
+
+    failed_with("5.2", keeps_placeholder, "placeholder")

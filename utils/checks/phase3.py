@@ -223,8 +223,9 @@ def _check_siglip(fn) -> str:
         Probe("the bias is added to the scaled cosines", lambda: _same(_value(fn, same, same, 3.0, -1.0),
                                                                        _value(fn, same, same, 1.0, 1.0)),
               "with all cosines equal to 1, logit_scale 3 with bias −1 and logit_scale 1 with bias 1 give the same "
-              "logits (2), so the same loss; yours does not: the bias is added AFTER the scaling, "
-              "logit_scale · cosine + logit_bias."),
+              "logits (2), so the same loss; yours does not. The logit is logit_scale · cosine + logit_bias — "
+              "the bias added AFTER the scaling, and the label multiplies the WHOLE logit, bias included: "
+              "label · (t · cos + b)."),
         Probe("the value on identical features", lambda: _same(_value(fn, same, same, 1.0, 0.5),
                                                                _sigmoid_loss_of_identical(1.5)),
               "with all 5 features identical every logit is z = logit_scale + logit_bias, so the loss must be "

@@ -246,6 +246,9 @@ def _check_vq(fn) -> str:
         if got.shape == (2, 7, 6):
             raise CheckFailed("return the INDEX of the nearest code (B, N) int64, not the code vectors themselves.")
         raise CheckFailed("return integer indices (argmin), not distances or floats.")
+    if got.dtype != torch.long:
+        raise CheckFailed(f"token ids are int64 (torch.long, what argmin returns and what nn.Embedding expects); yours "
+                          f"are {str(got.dtype).replace('torch.', '')}: drop the conversion, or `.long()`.")
     dist = torch.cdist(patches, codebook.expand(2, -1, -1))
     mistakes = {
         "argmax picks the FARTHEST code: the token is the nearest one, argmin of the distance.": dist.argmax(-1),

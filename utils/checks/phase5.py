@@ -299,6 +299,9 @@ def _check_splice(fn) -> str:
         "no gradient reaches image_embeds (or text_embeds) through your splice: something detaches them (.detach(), "
         ".data, a NumPy or list round trip, torch.tensor(...) of the pieces). Stage 1 trains the projector through "
         "this splice: build the output with torch operations (indexing, torch.cat, torch.stack)."))
+    if isinstance(got, torch.Tensor) and got.ndim == 3 and got.shape[1] == text.shape[1] + image.shape[1]:
+        raise CheckFailed(f"your rows have T + N = {got.shape[1]} vectors, one too many: the <image> placeholder's own "
+                          "embedding must go — it is REPLACED by the N image tokens, so the length is T - 1 + N.")
     _judge(got, expected, mistakes, "the spliced sequence differs from: text before <image>, the N image "
            "tokens, text after <image>.", probes)
     return "Each row: text before <image>, the N image tokens, the text after — length T - 1 + N."
