@@ -92,3 +92,77 @@ def test_words_recognisable_on_heldout_voices(speech):
     centroids = torch.stack([x_train[train.labels == k].mean(0) for k in range(len(WORDS))])
     accuracy = (torch.cdist(x_test, centroids).argmin(1) == test.labels).float().mean().item()
     assert accuracy >= 0.6, accuracy
+
+
+# --- phrases (Phase 6) ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def phrases() -> uspeech.PhraseSet:
+    return uspeech.load_phrases()
+
+
+def test_shipped_phrases_match_their_index_and_the_plan():
+    assert make_speech.check_phrases() == []
+
+
+def test_phrase_check_catches_a_changed_file(tmp_path):
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    shutil.copytree(make_speech.OUT, tmp_path / "speech")
+    row = uspeech.phrase_index()[3]
+    path = tmp_path / "speech" / row["path"]
+    pcm, rate = sf.read(path, dtype="int16")
+    sf.write(path, (pcm.astype(np.int32) + 16).clip(-32768, 32767).astype(np.int16), rate, format="FLAC",
+             subtype="PCM_16")
+    assert any(row["path"] in p for p in make_speech.check_phrases(tmp_path / "speech"))
+
+
+def test_phrase_splits_are_apart_by_voice_and_by_sentence(phrases):
+    train, test = phrases.where(splits="train"), phrases.where(splits="test")
+    assert len(train) == 500 and len(test) == 80
+    assert set(train.voices) == set(make_speech.ENGLISH_TRAIN_VOICES) and set(test.voices) == set(HELDOUT_VOICES)
+    assert not set(train.texts) & set(test.texts)                       # held-out sentences
+    assert not any("red triangle" in t for t in train.texts)            # a combination never heard in training
+    assert sum("red triangle" in t for t in test.texts) >= 20
+    for split in ("accent-train", "accent-test"):
+        part = phrases.where(splits=split)
+        assert set(part.accents) == set(uspeech.ACCENTS) and not set(part.voices) & set(make_speech.VOICES)
+    a_train, a_test = phrases.where(splits="accent-train"), phrases.where(splits="accent-test")
+    assert not set(a_train.voices) & set(a_test.voices)                  # other speakers
+    assert set(a_train.texts) <= set(train.texts) and set(a_test.texts) <= set(test.texts)
+
+
+def test_phrases_load_typed_and_transcribed(phrases):
+    assert len(phrases) == len(uspeech.phrase_index()) == 756
+    assert all(w.dtype == torch.float32 and w.ndim == 1 for w in phrases.waveforms)
+    assert phrases.durations().max() <= 5.0  # Phase 6's recogniser window
+    assert uspeech.transcript("Is there a Red square?") == "is there a red square"
+    assert uspeech.transcript("two objects: a small red circle, and a large blue square.") == \
+        "two objects a small red circle and a large blue square"
+    assert set(phrases.kinds) == set(uspeech.PHRASE_KINDS)
+    questions = phrases.where(kinds="question")
+    assert all(q.endswith("?") and a for q, a in zip(questions.texts, questions.answers))
+    with pytest.raises(ValueError):
+        uspeech.load_phrases("validation")
+    with pytest.raises(ValueError):
+        phrases.where(colour="red")
+
+
+def test_spoken_questions_are_answered_by_their_scene(phrases):
+    """The answer column is the world's own answer to the question about the scene it names (the candidates that
+    name a random absent colour or shape depend on the generator, so several generators are pooled)."""
+    import numpy as np
+
+    from utils.world import World, questions
+
+    world = World(seed=0)
+    spoken = phrases.where(kinds="question", splits="train")
+    for text, answer, ref in list(zip(spoken.texts, spoken.answers, spoken.scenes))[:40]:
+        split, index = ref.split(":")
+        scene, holdout = world.scene(split, int(index)), world.holdout_for(split)
+        asked = {(qa.question, qa.answer) for k in range(30)
+                 for qa in questions(scene, np.random.default_rng(k), holdout=holdout)}
+        assert (text, answer) in asked

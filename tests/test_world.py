@@ -347,3 +347,23 @@ def test_show_gallery_returns_figure():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_answer_agrees_with_every_question_the_world_asks():
+    """answer(scene, q) gives the world's own answer for every question questions() generates (Phase 6 asks fixed,
+    spoken questions about many scenes with it), and None where a question does not apply."""
+    import numpy as np
+
+    from utils.world import answer, questions
+
+    world = World(seed=0)
+    for i in range(300):
+        scene = world.scene("val", i)
+        for qa in questions(scene, np.random.default_rng(i)):
+            assert answer(scene, qa.question) == qa, qa
+    scene = world.scene("val", 0)
+    absent = next(s for s in ("circle", "square", "triangle", "diamond") if not scene.has(shape=s))
+    assert answer(scene, f"what color is the {absent}?") is None
+    assert answer(scene, f"is the red {absent} left of the blue {absent}?") is None
+    with pytest.raises(ValueError):
+        answer(scene, "what is the meaning of this?")

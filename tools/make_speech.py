@@ -1,14 +1,22 @@
-"""Synthesise the course's spoken-words dataset (data/speech/) with espeak-ng, offline and deterministically.
+"""Synthesise the course's speech (data/speech/) with espeak-ng, offline and deterministically.
 
-    python tools/make_speech.py            # (re)build data/speech/clips/ and data/speech/index.csv
-    python tools/make_speech.py --check    # verify the shipped files against index.csv (no espeak-ng needed)
+    python tools/make_speech.py                # (re)build everything: the spoken words and the phrases
+    python tools/make_speech.py words          # only data/speech/clips/ + index.csv      (Phase 2 on)
+    python tools/make_speech.py phrases        # only data/speech/phrases/ + phrases.csv  (Phase 6 on)
+    python tools/make_speech.py --check        # verify the shipped files against both indexes (no espeak-ng)
 
 Building needs the espeak-ng program (``apt-get install espeak-ng``); the course itself never does: it only
-reads the FLAC files (utils/world/speech.py). Each clip is one word spoken by one espeak-ng voice at one speed and
+reads the FLAC files (utils/world/speech.py). Each clip is one text spoken by one espeak-ng voice at one speed and
 pitch; the 22,050 Hz output of espeak-ng is resampled to 16 kHz (torchaudio.functional.resample, float64),
 trimmed of leading/trailing silence with a frame-energy threshold, peak-normalised and stored as 16-bit FLAC.
-index.csv records each clip's sha256 of its 16-bit PCM samples (little-endian), so ``--check`` can verify the
-shipped files without espeak-ng, and a rebuild with the same espeak-ng version gives an identical index.csv.
+The phrases are quantised to 12 bits first (multiples of 16 in the 16-bit samples: a noise floor 72 dB below the
+peak, which FLAC stores in ~35 % fewer bytes), so that enough sentences fit in the repository.
+The indexes record each clip's sha256 of its 16-bit PCM samples (little-endian), so ``--check`` can verify the
+shipped files without espeak-ng, and a rebuild with the same espeak-ng version gives identical indexes.
+
+The words (Phase 2): 20 words x 12 English voices x 2 speeds. The phrases (Phase 6): the world's captions,
+questions and digit strings as whole sentences, split by voice AND by phrase, plus English read by voices of
+other languages (the "accented speech" of the fine-tuning lesson); see :func:`phrase_plan` and the datasheet.
 """
 from __future__ import annotations
 
@@ -27,10 +35,12 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from utils.world import COLORS, SHAPES  # noqa: E402
+from utils.world import COLORS, QA_KINDS, SHAPES, World, caption, questions  # noqa: E402
+from utils.world.speech import HELDOUT_VOICES  # noqa: E402
 
 OUT = ROOT / "data" / "speech"
 INDEX = OUT / "index.csv"
+PHRASE_INDEX = OUT / "phrases.csv"
 COLUMNS = ("path", "word", "voice", "espeak_voice", "speed", "pitch", "n_samples", "sha256")
 
 DIGITS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -120,13 +130,14 @@ def trim(audio: np.ndarray) -> np.ndarray:
     return audio[start:stop]
 
 
-def to_pcm(audio: np.ndarray) -> np.ndarray:
-    """Peak-normalise to PEAK and quantise to int16."""
-    return np.round(audio / np.abs(audio).max() * PEAK * 32767).astype(np.int16)
+def to_pcm(audio: np.ndarray, bits: int = 16) -> np.ndarray:
+    """Peak-normalise to PEAK and quantise to int16; with ``bits`` < 16, to multiples of 2**(16 - bits)."""
+    step = 2 ** (16 - bits)
+    return (np.round(audio / np.abs(audio).max() * PEAK * 32767 / step) * step).astype(np.int16)
 
 
-def make_clip(word: str, espeak_voice: str, speed: int, pitch: int) -> np.ndarray:
-    return to_pcm(trim(resample(synthesise(word, espeak_voice, speed, pitch))))
+def make_clip(word: str, espeak_voice: str, speed: int, pitch: int, bits: int = 16) -> np.ndarray:
+    return to_pcm(trim(resample(synthesise(word, espeak_voice, speed, pitch))), bits)
 
 
 def build(out: Path = OUT) -> list[dict[str, str]]:
@@ -179,22 +190,190 @@ def check(out: Path = OUT) -> list[str]:
     return problems
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Phrases (Phase 6): whole sentences of the world, English voices and accented ones
+
+PHRASE_COLUMNS = ("path", "split", "kind", "text", "answer", "voice", "espeak_voice", "accent", "speed", "pitch",
+                  "scene", "n_samples", "sha256")
+PHRASE_BITS = 12  # see the module docstring
+PHRASE_SPEEDS: tuple[int, ...] = (150, 175, 200)  # words per minute
+PHRASE_SEED = 6  # the plan's own stream (texts, voices, speeds): data, so COURSE_SEED never moves it
+ENGLISH_TRAIN_VOICES: tuple[str, ...] = tuple(v for v in VOICES if v not in HELDOUT_VOICES)
+# Accented English: espeak-ng voices of other languages reading the English text with their own letter-to-sound
+# rules and phonemes. Three speakers per accent (the language's default voice and two variants).
+ACCENTS: dict[str, str] = {"french": "fr-fr", "german": "de", "spanish": "es", "hindi": "hi"}
+ACCENT_VARIANTS: dict[str, str] = {"": "", "f2": "+f2", "m3": "+m3"}
+ACCENT_TEST_VARIANT = "m3"  # the fine-tuning lesson adapts on the other two speakers and tests on this one
+# How many texts: train (one English training voice each), test (each read by both held-out voices),
+# per accented fine-tuning speaker (drawn from the train texts), per accented test speaker (from the test texts).
+N_TRAIN = {"caption": 250, "question": 175, "digits": 75}
+N_TEST = {"caption": 15, "question": 15, "digits": 10}
+N_ACCENT_TRAIN, N_ACCENT_TEST = 12, 20
+QUESTION_REPEATS = 3
+HELDOUT_PHRASE = "red triangle"  # the world's held-out composition: never heard in training, in half the test texts
+
+
+def accent_voices() -> dict[str, tuple[str, str]]:
+    """Accented voice id ("french", "french-f2", ...) -> (accent, espeak-ng voice spec)."""
+    return {(a if not v else f"{a}-{v}"): (a, spec + suffix) for a, spec in ACCENTS.items()
+            for v, suffix in ACCENT_VARIANTS.items()}
+
+
+def digit_string(rng: np.random.Generator) -> str:
+    """Three to five digits spoken as words: "seven three nine"."""
+    return " ".join(DIGITS[int(d)] for d in rng.integers(0, 10, int(rng.integers(3, 6))))
+
+
+def _texts(world: World, split: str, counts: dict[str, int], rng: np.random.Generator, avoid: set[str],
+           start: int, with_heldout: float = 0.0) -> list[tuple[str, str, str, str]]:
+    """(text, kind, scene, answer) for ``counts`` texts of each kind from ``split`` scenes of one or two objects,
+    none in ``avoid``. Captions and digit strings are all different; a question may come back up to
+    QUESTION_REPEATS times (there are only four "what color is the <shape>?"), about another scene. A share
+    ``with_heldout`` of the captions and questions say HELDOUT_PHRASE; with 0, none does."""
+    out: list[tuple[str, str, str, str]] = []
+    said: dict[str, int] = {t: QUESTION_REPEATS for t in avoid}
+    holdout = world.holdout_for(split)
+    for kind in ("caption", "question"):
+        i, made, need_heldout = start, 0, round(counts[kind] * with_heldout)
+        limit = 1 if kind == "caption" else QUESTION_REPEATS
+        while made < counts[kind]:
+            scene = world.scene(split, i)
+            i += 1
+            if len(scene.objects) > 2:
+                continue
+            want_heldout = made < need_heldout
+            if kind == "caption":
+                pool = [(caption(scene, template=int(rng.integers(5))), "")]
+            else:  # the question kinds take turns over the scenes (colour, shape, size, count, exists, position)
+                pool = [(qa.question, qa.answer) for qa in questions(scene, rng, holdout=holdout)
+                        if qa.kind == QA_KINDS[i % len(QA_KINDS)]]
+            pool = [(t, a) for t, a in pool if said.get(t, 0) < limit and (HELDOUT_PHRASE in t) == want_heldout]
+            if not pool:
+                continue
+            text, answer = pool[int(rng.integers(len(pool)))]
+            said[text] = said.get(text, 0) + 1
+            out.append((text, kind, f"{split}:{i - 1}", answer))
+            made += 1
+    made = 0
+    while made < counts["digits"]:
+        text = digit_string(rng)
+        if text not in said:
+            said[text] = 1
+            out.append((text, "digits", "", ""))
+            made += 1
+    return out
+
+
+def phrase_plan() -> list[dict[str, str]]:
+    """Every phrase clip as index.csv will list it, minus the audio columns: deterministic (World(seed=0), a
+    fixed generator). Splits: ``train`` (the training texts, each read by one of the ten English training voices),
+    ``test`` (other texts — half of the captions and questions saying the held-out "red triangle" — each read by
+    both held-out voices), ``accent-train`` (training texts read by two speakers of each accent) and
+    ``accent-test`` (test texts read by the third speaker of each accent)."""
+    world = World(seed=0)
+    rng = np.random.default_rng(PHRASE_SEED)
+    train = _texts(world, "train", N_TRAIN, rng, set(), start=0)
+    test = _texts(world, "test", N_TEST, rng, {t for t, *_ in train}, start=0, with_heldout=0.5)
+    rows: list[dict[str, str]] = []
+
+    def add(split: str, number: int, text: str, kind: str, scene: str, answer: str, voice: str, spec: str,
+            accent: str) -> None:
+        speed = PHRASE_SPEEDS[int(rng.integers(len(PHRASE_SPEEDS)))]
+        pitch = PITCHES[int(rng.integers(len(PITCHES)))]
+        rows.append({"path": f"phrases/{split}/{number:04d}_{voice}.flac", "split": split, "kind": kind, "text": text,
+                     "answer": answer, "voice": voice, "espeak_voice": spec, "accent": accent, "speed": str(speed),
+                     "pitch": str(pitch), "scene": scene})
+
+    order = rng.permutation(len(train))
+    for k, j in enumerate(order):  # the ten training voices take turns over the shuffled texts
+        voice = ENGLISH_TRAIN_VOICES[k % len(ENGLISH_TRAIN_VOICES)]
+        add("train", int(j), *train[int(j)], voice, VOICES[voice], "english")
+    for j, item in enumerate(test):
+        for voice in HELDOUT_VOICES:
+            add("test", j, *item, voice, VOICES[voice], "english")
+    for voice, (accent, spec) in accent_voices().items():
+        if voice.endswith(f"-{ACCENT_TEST_VARIANT}"):
+            for j in sorted(rng.choice(len(test), N_ACCENT_TEST, replace=False).tolist()):
+                add("accent-test", j, *test[j], voice, spec, accent)
+        else:
+            for j in sorted(rng.choice(len(train), N_ACCENT_TRAIN, replace=False).tolist()):
+                add("accent-train", j, *train[j], voice, spec, accent)
+    return rows
+
+
+def build_phrases(out: Path = OUT) -> list[dict[str, str]]:
+    """Synthesise every clip of :func:`phrase_plan` into ``out/phrases/`` and write ``out/phrases.csv``."""
+    if shutil.which("espeak-ng") is None:
+        sys.exit("espeak-ng not found: install it to build (apt-get install espeak-ng); `--check` needs no espeak-ng")
+    if (out / "phrases").exists():
+        shutil.rmtree(out / "phrases")
+    rows = []
+    for row in phrase_plan():
+        pcm = make_clip(row["text"], row["espeak_voice"], int(row["speed"]), int(row["pitch"]), bits=PHRASE_BITS)
+        (out / row["path"]).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(out / row["path"], pcm, SAMPLE_RATE, format="FLAC", subtype="PCM_16", compression_level=1.0)
+        rows.append({**row, "n_samples": str(len(pcm)), "sha256": pcm_sha256(pcm)})
+    with open(out / "phrases.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=PHRASE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def check_phrases(out: Path = OUT) -> list[str]:
+    """Verify data/speech/phrases/ against phrases.csv and phrases.csv against :func:`phrase_plan`: the same
+    clips (texts, voices, speeds, pitches, splits), each file 16 kHz mono with the recorded length and PCM sha256,
+    quantised to PHRASE_BITS, and no stray files. Returns the problems (empty = OK)."""
+    problems = []
+    rows = read_index(out / "phrases.csv")
+    plan = phrase_plan()
+    keys = [c for c in PHRASE_COLUMNS if c not in ("n_samples", "sha256")]
+    if [{k: r[k] for k in keys} for r in rows] != plan:
+        problems.append(f"phrases.csv ({len(rows)} rows) differs from phrase_plan() ({len(plan)} clips)")
+    on_disk = {p.relative_to(out).as_posix() for p in (out / "phrases").rglob("*") if p.is_file()}
+    listed = {r["path"] for r in rows}
+    if on_disk != listed:
+        problems.append(f"files on disk differ from phrases.csv: {sorted(on_disk ^ listed)[:5]}")
+    step = 2 ** (16 - PHRASE_BITS)
+    for r in rows:
+        path = out / r["path"]
+        if not path.is_file():
+            continue
+        pcm, rate = sf.read(path, dtype="int16")
+        if rate != SAMPLE_RATE or pcm.ndim != 1:
+            problems.append(f"{r['path']}: {rate} Hz, shape {pcm.shape}")
+        elif len(pcm) != int(r["n_samples"]) or pcm_sha256(pcm) != r["sha256"]:
+            problems.append(f"{r['path']}: samples differ from phrases.csv")
+        elif np.any(pcm % step):
+            problems.append(f"{r['path']}: not quantised to {PHRASE_BITS} bits")
+    return problems
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="verify shipped files against index.csv and exit")
+    parser.add_argument("parts", nargs="*", choices=("words", "phrases"), help="what to build (default: both)")
+    parser.add_argument("--check", action="store_true", help="verify shipped files against the indexes and exit")
     args = parser.parse_args()
     if args.check:
-        problems = check()
+        problems = check() + check_phrases()
         for p in problems:
             print("FAIL", p)
-        n = len(read_index())
+        n = len(read_index()) + len(read_index(PHRASE_INDEX))
         print(f"{n} clips checked: {'OK' if not problems else f'{len(problems)} problems'}")
         sys.exit(1 if problems else 0)
-    rows = build()
-    seconds = np.array([int(r["n_samples"]) for r in rows]) / SAMPLE_RATE
-    print(f"espeak-ng {espeak_version()}: {len(rows)} clips, {len(WORDS)} words x {len(VOICES)} voices x "
-          f"{len(SPEEDS)} speeds (pitches {PITCHES} cycled); duration min {seconds.min():.2f} s, "
-          f"mean {seconds.mean():.2f} s, max {seconds.max():.2f} s, total {seconds.sum():.0f} s")
+    parts = args.parts or ["words", "phrases"]
+    if "words" in parts:
+        rows = build()
+        seconds = np.array([int(r["n_samples"]) for r in rows]) / SAMPLE_RATE
+        print(f"espeak-ng {espeak_version()}: {len(rows)} clips, {len(WORDS)} words x {len(VOICES)} voices x "
+              f"{len(SPEEDS)} speeds (pitches {PITCHES} cycled); duration min {seconds.min():.2f} s, "
+              f"mean {seconds.mean():.2f} s, max {seconds.max():.2f} s, total {seconds.sum():.0f} s")
+    if "phrases" in parts:
+        rows = build_phrases()
+        for split in ("train", "test", "accent-train", "accent-test"):
+            seconds = np.array([int(r["n_samples"]) for r in rows if r["split"] == split]) / SAMPLE_RATE
+            print(f"phrases {split}: {len(seconds)} clips, duration min {seconds.min():.2f} s, mean "
+                  f"{seconds.mean():.2f} s, max {seconds.max():.2f} s, total {seconds.sum():.0f} s")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The world's language: captions in five paraphrase templates, and questions with answers (Phase 0)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -164,3 +165,46 @@ def questions(
     return out
 
 
+
+
+_COLOR = "|".join(COLORS)
+_SHAPE = "|".join(SHAPES)
+_PLURAL = "|".join(PLURAL.values())
+_RELATIONS = {"left of": lambda a, b: a.x < b.x, "right of": lambda a, b: a.x > b.x,
+              "above": lambda a, b: a.y < b.y, "below": lambda a, b: a.y > b.y}
+
+
+def answer(scene: Scene, question: str) -> QA | None:
+    """The answer to one of the world's questions (any template :func:`questions` asks) about *any* scene, or None
+    when the question does not apply to it: "what color is the circle?" of a scene with no circle or two, a
+    position question whose objects are missing or not clearly apart. Lets a fixed question — a spoken one, say —
+    be asked about many scenes. Introduced in Phase 6."""
+    q = question.strip().lower()
+    if m := re.fullmatch(rf"what color is the ({_SHAPE})\?", q):
+        objs = [o for o in scene.objects if o.shape == m[1]]
+        return QA(question, objs[0].color, "color") if len(objs) == 1 else None
+    if m := re.fullmatch(rf"what shape is the ({_COLOR}) object\?", q):
+        objs = [o for o in scene.objects if o.color == m[1]]
+        return QA(question, objs[0].shape, "shape") if len(objs) == 1 else None
+    if m := re.fullmatch(rf"what size is the ({_COLOR}) ({_SHAPE})\?", q):
+        obj = scene.find(m[1], m[2])
+        return QA(question, obj.size, "size") if obj else None
+    if q == "how many objects are there?":
+        return QA(question, str(len(scene.objects)), "count")
+    if m := re.fullmatch(rf"how many ({_COLOR}) objects are there\?", q):
+        return QA(question, str(scene.count(color=m[1])), "count")
+    if m := re.fullmatch(rf"how many ({_PLURAL}) are there\?", q):
+        shape = next(s for s, p in PLURAL.items() if p == m[1])
+        return QA(question, str(scene.count(shape=shape)), "count")
+    if m := re.fullmatch(rf"is there a ({_COLOR}) ({_SHAPE})\?", q):
+        return QA(question, "yes" if scene.find(m[1], m[2]) else "no", "exists")
+    relation = "|".join(_RELATIONS)
+    if m := re.fullmatch(rf"is the ({_COLOR}) ({_SHAPE}) ({relation}) the ({_COLOR}) ({_SHAPE})\?", q):
+        a, b = scene.find(m[1], m[2]), scene.find(m[4], m[5])
+        if a is None or b is None or a is b:
+            return None
+        delta = abs(a.x - b.x) if m[3] in ("left of", "right of") else abs(a.y - b.y)
+        if delta <= POSITION_MIN_DELTA:
+            return None
+        return QA(question, "yes" if _RELATIONS[m[3]](a, b) else "no", "position")
+    raise ValueError(f"not one of the world's question templates: {question!r}")
