@@ -38,3 +38,23 @@ def test_box_iou_matches_torchvision():
 def test_accuracy_table():
     table = metrics.accuracy_table({"a": {"x": 0.5, "n": 1234}}, ["x", "n"])
     assert "0.500" in table and "1,234" in table
+    lines = metrics.accuracy_table({"a": {"x": 0.5}, "a longer name": {"x": 150.4, "n": 2}}, ["x", "n"]).splitlines()
+    assert lines[1].split() == ["a", "0.500", "—"] and lines[2].split()[-2:] == ["150", "2"]
+    assert len({len(line) for line in lines}) == 1  # columns line up
+
+
+def test_word_error_rate_matches_jiwer():
+    import random
+
+    import jiwer
+
+    rng = random.Random(0)
+    vocab = "a b c d e".split()
+    for _ in range(300):
+        refs = [" ".join(rng.choices(vocab, k=rng.randint(1, 7))) for _ in range(3)]
+        hyps = [" ".join(rng.choices(vocab, k=rng.randint(0, 7))) for _ in range(3)]
+        assert metrics.word_error_rate(refs, hyps) == pytest.approx(jiwer.wer(refs, hyps))
+    assert metrics.word_edits("a b c", "a x b c") == 1
+    assert metrics.word_error_rate(["a"], ["x y z"]) == 3.0
+    with pytest.raises(ValueError):
+        metrics.word_error_rate(["a"], [])

@@ -7,8 +7,8 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
 * ``env``        seeds (``seed(n)``, shifted by ``COURSE_SEED`` for the sweep), device, fast/CI/offline flags,
                  CPU kernel levels, the environment check (Phase 0)
 * ``world``      the shapes world, a package with one module per part: scenes, rendering, captions and QA,
-                 depth, rendered text, the dataset, display (Phase 0), video clips and spoken words (Phase 2);
-                 later phases add their modalities there
+                 depth, rendered text, the dataset, display (Phase 0), video clips and spoken words (Phase 2),
+                 spoken phrases and accented speech (Phase 6); later phases add their modalities there
 * ``checks``     ``check("0.3", fn)`` self-checks and ``hint("0.3")`` hint ladders, one module per phase, shared
                  helpers (mistakes, shapes, property probes) in ``checks.oracles`` (Phase 0)
 * ``progress``   ``python -m utils.progress``: a learner's notebooks run headless, ✓/✗/not attempted per exercise,
@@ -19,11 +19,15 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
 * ``attention``  scaled dot-product, multi-head and cross-attention (Phase 0)
 * ``text``       BPE, a caption tokenizer, the next-token loss (Phase 0)
 * ``lm``         a tiny GPT-2 caption model (Phase 0)
-* ``metrics``    Recall@K (and in blocks), per-kind accuracy, box IoU, results tables (Phases 1, 4, 5; Phase 9
-                 grows it)
+* ``metrics``    Recall@K (and in blocks), per-kind accuracy, box IoU, word error rate, results tables (Phases 1,
+                 4, 5, 6; Phase 9 grows it)
 * ``vision``     images and video as token sequences (patches, tubelets), a tiny ViT, a small CNN (Phases 0, 2)
 * ``audio``      the audio front end: batched waveforms, mel spectrograms, spectrogram tokens, a spectrogram CNN
-                 (Phases 2-3)
+                 (Phases 2-3), audio players (Phase 6)
+* ``asr``        speech recognition: Whisper's features, a tiny WhisperForConditionalGeneration, greedy decoding,
+                 an encoder-only CTC recogniser, training and evaluation (Phase 6)
+* ``codec``      a neural audio codec (EncodecModel) with residual vector quantisation: encode, decode, bitrate,
+                 spectral distance, training around vector-quantize-pytorch (Phase 6)
 * ``clip``       a tiny open_clip CLIP on the shapes world: loading, training, retrieval, zero-shot, the
                  tower's grid tokens (Phases 1, 3, 4)
 * ``contrastive`` InfoNCE, SigLIP, hard negatives, the CLIP-score filter (Phase 3)
@@ -32,6 +36,8 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  adapter (Phase 4)
 * ``vlm``        a LLaVA-style VLM from library parts: projectors, splicing, training, AnyRes, grounding
                  (Phase 5)
+* ``speechlm``   a VLM that hears: the zoo recogniser's frozen encoder, frame stacking, a projector into the zoo
+                 VLM, spoken-question training and typed/spoken comparisons (Phase 6)
 * ``colab``      installs what Colab lacks (Phase 0)
 """
 from . import attention, embeddings, env, lm, plots, text, train, vision, world  # light, always loaded

@@ -101,3 +101,18 @@ def spectrogram_tokens(spec: torch.Tensor, patch_freq: int, patch_time: int) -> 
     nf, nt = f // patch_freq, t // patch_time
     x = spec[:, : nf * patch_freq, : nt * patch_time].reshape(b, nf, patch_freq, nt, patch_time)
     return x.permute(0, 1, 3, 2, 4).reshape(b, nf * nt, patch_freq * patch_time)
+
+
+def players(waves: Sequence[torch.Tensor], labels: Sequence[str], rate: int = SAMPLE_RATE):
+    """Audio players in a row, each under its label, for a notebook (``IPython.display.Audio`` embedded as WAV).
+    Introduced in Phase 6: listen to what a model hears, codes or says."""
+    from html import escape
+
+    from IPython.display import HTML, Audio
+
+    cells = []
+    for wave, label in zip(waves, labels):
+        audio = Audio(wave.detach().cpu().float().numpy(), rate=rate, normalize=True)._repr_html_()
+        cells.append(f'<div style="display:inline-block;margin:0 14px 8px 0;font-size:12px">{escape(label)}<br>'
+                     f"{audio}</div>")
+    return HTML("".join(cells))

@@ -30,6 +30,8 @@ REQUIRED_PACKAGES: tuple[tuple[str, str], ...] = (
     ("transformers", "transformers"),
     ("tokenizers", "tokenizers"),
     ("open_clip", "open_clip_torch"),
+    ("jiwer", "jiwer"),
+    ("vector_quantize_pytorch", "vector-quantize-pytorch"),
     ("datasets", "datasets"),
     ("numpy", "numpy"),
     ("PIL", "pillow"),

@@ -1,9 +1,9 @@
 """The course's metrics, one home for every phase: retrieval (Recall@K, in blocks), accuracy per kind, box IoU,
-and a plain-text results table. Introduced in Phase 1 (Recall@K); Phase 4 (per-kind tables), Phase 5 (IoU);
-Phase 9's evaluation suite grows here.
+word error rate, and a plain-text results table. Introduced in Phase 1 (Recall@K); Phase 4 (per-kind tables),
+Phase 5 (IoU), Phase 6 (WER); Phase 9's evaluation suite grows here.
 
 Each is small and exact; where a library computes the same thing it is the oracle in the tests
-(``torchvision.ops.box_iou`` for IoU).
+(``torchvision.ops.box_iou`` for IoU, ``jiwer`` for WER).
 """
 from __future__ import annotations
 
@@ -46,16 +46,45 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def word_edits(reference: str, hypothesis: str) -> int:
+    """The fewest word substitutions, deletions and insertions that turn ``reference`` into ``hypothesis``
+    (Levenshtein distance over whitespace-separated words). Introduced in Phase 6."""
+    ref, hyp = reference.split(), hypothesis.split()
+    row = list(range(len(hyp) + 1))  # distances from the empty reference prefix
+    for i, r in enumerate(ref, start=1):
+        prev_diag, row[0] = row[0], i
+        for j, h in enumerate(hyp, start=1):
+            prev_diag, row[j] = row[j], min(row[j] + 1,                 # delete r
+                                            row[j - 1] + 1,             # insert h
+                                            prev_diag + (r != h))       # substitute (or match)
+    return row[-1]
+
+
+def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Corpus word error rate: all edits (:func:`word_edits`) over all reference words — not the mean of each
+    utterance's rate, which would weigh a two-word command like a ten-word sentence. Exercise 6.3; equals
+    ``jiwer.wer(references, hypotheses)``. Can exceed 1 when the hypotheses insert many words."""
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    words = sum(len(r.split()) for r in references)
+    if words == 0:
+        raise ValueError("the references have no words")
+    return sum(word_edits(r, h) for r, h in zip(references, hypotheses)) / words
+
+
 def accuracy_table(rows: dict[str, dict[str, float]], columns: Sequence[str]) -> str:
     """A plain-text table: one row per entry of ``rows`` (name -> {column: value}), numbers to 3 decimals,
-    integers with thousands separators."""
+    integers with thousands separators, a missing value as "—"; each column at least 12 characters wide, wider for
+    a longer name."""
     width = max(len(n) for n in rows) + 2
-    lines = ["".ljust(width) + "".join(c.rjust(12) for c in columns)]
+    widths = [max(12, len(c) + 2) for c in columns]
+    lines = ["".ljust(width) + "".join(c.rjust(w) for c, w in zip(columns, widths))]
     for name, values in rows.items():
         cells = []
-        for c in columns:
-            v = values.get(c, float("nan"))
-            text = f"{v:,}" if isinstance(v, int) else f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}"
-            cells.append(text.rjust(12))
+        for c, w in zip(columns, widths):
+            v = values.get(c)
+            text = ("—" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:,.0f}" if abs(v) >= 100
+                    else f"{v:.3f}")
+            cells.append(text.rjust(w))
         lines.append(name.ljust(width) + "".join(cells))
     return "\n".join(lines)

@@ -35,6 +35,7 @@ from .vqa import ANSWERS, last_token_scores, vqa_accuracy, vqa_examples
 from .world import QA, TEXT_ALPHABET
 
 IMAGE_TOKEN = "<image>"
+ZOO_VLM = ZOO_CLIP.parent / "tiny-vlm-shapes"  # the zoo VLM (make models), for TinyVLM.from_pretrained
 # Words the world's questions and answers use that the zoo GPT's caption vocabulary lacks, plus prompt markers.
 QA_WORDS: tuple[str, ...] = (
     "what", "color", "shape", "size", "how", "many", "are", "below", "yes", "no", "zero",
