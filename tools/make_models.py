@@ -373,7 +373,261 @@ def make_tiny_vlm(out: Path = ZOO / "tiny-vlm-shapes") -> dict:
     return result
 
 
-MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm-shapes"}  # in training order
+WHISPER_RECIPE = {"window_s": 5, "n_mels": 80, "d_model": 96, "layers": 3, "heads": 4, "dropout": 0.1, "steps": 3000,
+                  "batch_size": 32, "lr": 2e-3, "augment": True, "speeds": [0.9, 1.0, 1.1], "token_noise": 0.1,
+                  "label_smoothing": 0.1, "seed": 0, "curve_every": 250, "threads": 2}
+# The CTC model gets the encoder-decoder's recipe unchanged (data, augmentation, steps, LR, seed), so that Phase 6's
+# table compares the two objectives at one budget. CTC learns more slowly (its outputs sit on "all blank" for the
+# first ~1,000 steps) and still underfits at 3,000 steps (its card reports WER on its own training sentences).
+CTC_RECIPE = dict(WHISPER_RECIPE)
+
+WHISPER_CARD = """# tiny-whisper-shapes
+
+A tiny Whisper: `transformers`' own `WhisperForConditionalGeneration`, built from a config ({layers} encoder and
+{layers} decoder layers, width {d_model}, {heads} heads, {params:,} parameters) and trained from scratch on the
+shapes world's spoken sentences, with a word-level tokenizer of the world's {vocab} words (`<bos>` starts a
+transcript, `<eos>` ends it). Its window is {window_s} s of audio — {n_mels}-band log-mel features, 100 frames a
+second, Whisper's clamping and scaling (Whisper's own is 30 s). The course's zoo recogniser (Phase 6 on).
+
+```python
+from transformers import AutoTokenizer, WhisperFeatureExtractor, WhisperForConditionalGeneration
+model = WhisperForConditionalGeneration.from_pretrained("data/models/tiny-whisper-shapes")
+extractor = WhisperFeatureExtractor.from_pretrained("data/models/tiny-whisper-shapes")
+tokenizer = AutoTokenizer.from_pretrained("data/models/tiny-whisper-shapes")
+# online, the same three calls load a real one: "openai/whisper-tiny"
+```
+
+## Training
+- Data: `load_phrases("train")` — {n_phrases} sentences (captions, questions, digit strings), each read by one of
+  ten English espeak-ng voices — and the {n_words} spoken words of the same voices (`utils.asr.training_set`).
+  Never seen: the voices `scotland` and `gb-f4`, the test sentences (half of them say "red triangle", a
+  combination absent from training), and every accented voice.
+- Objective: cross-entropy on the next word (`utils.asr.seq2seq_loss`), label smoothing {label_smoothing}, a share
+  {token_noise} of the words the decoder reads replaced by random words (so that it listens rather than trusts its
+  grammar); AdamW, one-cycle LR {lr}, batch {batch_size}, {steps} steps, gradients clipped at 1, dropout {dropout},
+  seed {seed} (`utils.asr.train_recogniser`), {threads} threads.
+- Augmentation: every clip at speeds {speeds} (resampled, Kaldi-style speed perturbation: 3 × {n_clips} examples)
+  and SpecAugment (one masked band of ≤ 10 mels and one span of ≤ 20 frames per example).
+- Command: `make models MODEL=tiny-whisper-shapes` (tools/make_models.py); {seconds:.0f} s on a 2-core CPU.
+
+## Metrics (greedy decoding with `generate`; `tests/test_zoo.py` re-measures them)
+| set | utterances | word error rate |
+|---|---|---|
+| test: held-out voices × held-out sentences | {n_test} | **{wer:.3f}** |
+| … its captions / questions / digit strings | | {wer_caption:.3f} / {wer_question:.3f} / {wer_digits:.3f} |
+| accented test speakers (never heard an accent) | {n_accent} | {accent_wer:.3f} |
+| its own training sentences | {n_phrases} | {train_wer:.3f} |
+
+Learning curve (test WER every {curve_every} steps) in `metrics.json`.
+
+## Limits
+It knows {vocab} words and the world's grammar, heard from formant-synthesised voices in silence; real speech,
+noise or any other word is beyond it. Accented voices are much harder for it (the table): Phase 6 fine-tunes it.
+"""
+
+CTC_CARD = """# tiny-ctc-shapes
+
+An encoder-only recogniser trained with CTC (`F.ctc_loss`): `transformers`' `WhisperEncoder` with the config of
+tiny-whisper-shapes ({layers} layers, width {d_model}) and one linear layer to the same {vocab}-word vocabulary,
+the padding token serving as the CTC blank; {params:,} parameters (`utils.asr.CTCRecogniser`). One output per
+encoder frame (50 a second), decoded greedily (best path: repeats collapsed, blanks dropped). Phase 6 sets it
+beside the encoder-decoder.
+
+```python
+from utils.asr import CTCRecogniser
+model = CTCRecogniser.from_pretrained("data/models/tiny-ctc-shapes")   # config.json + model.safetensors
+```
+
+## Training
+The data, features, augmentation (speed perturbation, SpecAugment), schedule and seed of tiny-whisper-shapes (its
+card); CTC loss over the word ids;
+LR {lr}, batch {batch_size}, {steps} steps, {threads} threads. Command: `make models MODEL=tiny-ctc-shapes`;
+{seconds:.0f} s on a 2-core CPU.
+
+## Metrics (greedy CTC decoding; `tests/test_zoo.py` re-measures them)
+| set | utterances | word error rate |
+|---|---|---|
+| test: held-out voices × held-out sentences | {n_test} | **{wer:.3f}** |
+| … its captions / questions / digit strings | | {wer_caption:.3f} / {wer_question:.3f} / {wer_digits:.3f} |
+| accented test speakers | {n_accent} | {accent_wer:.3f} |
+| its own training sentences | {n_phrases} | {train_wer:.3f} |
+
+The recipe is tiny-whisper-shapes' on purpose — one budget, two objectives. At that budget CTC still underfits:
+its error on its own training sentences is far from zero.
+"""
+
+
+def _train_asr(kind: str, out: Path) -> dict:
+    """Train tiny-whisper-shapes (kind "whisper") or tiny-ctc-shapes ("ctc"), save it with its card."""
+    from utils import asr
+    from utils.world import speech
+
+    r = WHISPER_RECIPE if kind == "whisper" else CTC_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    env.seed_everything(r["seed"])
+    waves, texts, tokenizer = asr.training_set()
+    extractor = asr.feature_extractor(r["window_s"], r["n_mels"])
+    # speed perturbation: every clip at each speed (0.9× is slower and lower, 1.1× faster and higher)
+    x = torch.cat([asr.features([asr.speed_perturb(w, f) for w in waves], extractor) for f in r["speeds"]])
+    y = asr.encode_transcripts(tokenizer, texts).repeat(len(r["speeds"]), 1)
+    x_own = asr.features(waves, extractor)
+    test, accent = speech.load_phrases("test"), speech.load_phrases("accent-test")
+    x_test, x_accent = asr.features(test.waveforms, extractor), asr.features(accent.waveforms, extractor)
+    config = {k: r[k] for k in ("d_model", "layers", "heads", "window_s", "n_mels", "dropout")}
+    model = (asr.tiny_whisper if kind == "whisper" else asr.tiny_ctc)(tokenizer, seed=r["seed"], **config)
+    read = asr.transcribe if kind == "whisper" else asr.ctc_transcribe
+    curve = []
+
+    def measure(n: int) -> None:
+        if n % r["curve_every"] == 0:
+            curve.append({"step": n, "test_wer": asr.evaluate_recogniser(read(model, tokenizer, x_test),
+                                                                         test.transcripts)["wer"]})
+            print(curve[-1], flush=True)
+
+    start = time.perf_counter()
+    history = asr.train_recogniser(model, x, y, steps=r["steps"], batch_size=r["batch_size"], lr=r["lr"],
+                                   seed=r["seed"], augment=r["augment"], token_noise=r["token_noise"],
+                                   label_smoothing=r["label_smoothing"], desc=kind, on_step=measure)
+    seconds = time.perf_counter() - start  # includes the curve's evaluations (about a second each)
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    extractor.save_pretrained(out)
+    if kind == "whisper":
+        model, extractor, tokenizer = asr.load_whisper(out)  # measure what ships
+    else:
+        model = asr.CTCRecogniser.from_pretrained(out)
+    n_phrases = len(speech.load_phrases("train"))
+    metrics = asr.evaluate_recogniser(read(model, tokenizer, x_test), test.transcripts, test.kinds)
+    metrics["accent_wer"] = asr.evaluate_recogniser(read(model, tokenizer, x_accent), accent.transcripts)["wer"]
+    metrics["train_wer"] = asr.evaluate_recogniser(read(model, tokenizer, x_own[:n_phrases]), texts[:n_phrases])["wer"]
+    params = sum(p.numel() for p in model.parameters())
+    result = {"recipe": r, "metrics": metrics, "params": params, "curve": curve,
+              "loss_curve": [round(v, 4) for v in history.smoothed(50)[::50]], "train_seconds": round(seconds, 1)}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    card = WHISPER_CARD if kind == "whisper" else CTC_CARD
+    (out / "README.md").write_text(card.format(
+        params=params, vocab=tokenizer.vocab_size, seconds=seconds, n_phrases=n_phrases,
+        n_words=len(texts) - n_phrases, n_clips=len(texts), n_test=len(test), n_accent=len(accent), **r, **metrics))
+    torch.set_num_threads(threads)
+    return metrics
+
+
+def make_tiny_whisper(out: Path = ZOO / "tiny-whisper-shapes") -> dict:
+    """Train and save tiny-whisper-shapes (WhisperForConditionalGeneration) with its card; returns its metrics."""
+    return _train_asr("whisper", out)
+
+
+def make_tiny_ctc(out: Path = ZOO / "tiny-ctc-shapes") -> dict:
+    """Train and save tiny-ctc-shapes (Whisper's encoder + a linear layer, CTC) with its card; returns its metrics."""
+    return _train_asr("ctc", out)
+
+
+# Small codebooks (64 codes, 6 bits): with 256 the first level alone already coded the latents to 11 % and the
+# decoder, not the quantiser, bounded the quality (1 and 8 codebooks sounded alike, 3,000 steps: 9.7 vs 9.7 dB).
+CODEC_RECIPE = {"codebooks": 8, "codebook_size": 8, "hidden_size": 64, "num_filters": 8, "ratios": [8, 5, 4, 2],
+                "steps": 6000, "batch_size": 8, "crop_s": 1.0, "lr": 1e-3, "commitment": 1.0, "seed": 0, "threads": 2}
+
+CODEC_CARD = """# tiny-codec-speech
+
+A tiny neural audio codec: `transformers`' own `EncodecModel` (the class of `facebook/encodec_24khz`) with a
+config for 16 kHz speech — a SEANet convolutional encoder with strides {ratios} (320 samples → one
+latent frame: {frame_rate} frames a second) and {num_filters} base filters, latents of {hidden_size} channels, a
+residual vector quantiser of {codebooks} codebooks × {codebook_size} codes ({bits_per_book:.0f} bits a second
+each), the mirror-image decoder; {params:,} parameters. Trained on the shapes world's English speech. The course's
+zoo codec (Phase 6 on).
+
+```python
+from transformers import EncodecModel
+codec = EncodecModel.from_pretrained("data/models/tiny-codec-speech")
+codes = codec.encode(audio, bandwidth={bw4}).audio_codes  # audio (B, 1, samples), 16 kHz; {bw4} kbit/s: 4 codebooks
+audio = codec.decode(codes, [None]).audio_values
+# online, the same call loads a real one: EncodecModel.from_pretrained("facebook/encodec_24khz")
+```
+
+## Training
+- Data: random {crop_s:.0f}-second crops of `load_phrases("train")` and of the spoken words of the same ten voices (no
+  held-out voice, no accented voice).
+- `EncodecModel` has no training loss and fixed codebooks, so `utils.codec.train_codec` runs its encoder and decoder
+  around `vector_quantize_pytorch.ResidualVQ` (k-means initialised codebooks, EMA updates, codes unused for a
+  while replaced, quantiser dropout so that the first 1, 2, … codebooks each decode on their own) and copies the
+  learned codebooks into the model's quantiser at the end. Loss: multi-scale mel-spectrogram L1 (log and
+  linear; FFT sizes 256, 512, 1024) + 0.1 × waveform L1 + {commitment} × commitment; no adversarial loss (EnCodec's
+  discriminators are what make real codecs crisp — this one sounds muffled). AdamW, one-cycle LR {lr},
+  batch {batch_size}, {steps} steps, seed {seed}, {threads} threads.
+- Command: `make models MODEL=tiny-codec-speech` (tools/make_models.py); {seconds:.0f} s on a 2-core CPU.
+
+## Metrics (the English test: two held-out voices, 80 utterances; `tests/test_zoo.py` re-measures them)
+| codebooks | bits a second | mel distance (dB) | WER of tiny-whisper-shapes on the decoded audio |
+|---|---|---|---|
+{rows}
+| no quantiser (the encoder's latents decoded as they are: the floor) | — | {floor_mel:.2f} | {floor_wer:.3f} |
+| original audio | 256,000 (16-bit PCM) | 0 | {original_wer:.3f} |
+
+Mel distance: mean absolute difference of 64-band log-mel spectrograms in dB (`utils.codec.mel_distance`). The
+floor row is what the decoder can do with unlimited bits: where the codebook rows reach it, more bits buy nothing
+and only a better decoder (wider, longer trained, adversarial) would help.
+"""
+
+
+def make_tiny_codec(out: Path = ZOO / "tiny-codec-speech") -> dict:
+    """Train and save tiny-codec-speech (EncodecModel) with its card; returns its metrics (needs tiny-whisper-shapes
+    for the intelligibility column)."""
+    from transformers import EncodecModel
+
+    from utils import asr, codec
+
+    r = CODEC_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    env.seed_everything(r["seed"])
+    waves, _, _ = asr.training_set()
+    config = codec.tiny_codec_config(r["codebooks"], r["codebook_size"], r["hidden_size"], r["num_filters"],
+                                     r["ratios"])
+    torch.manual_seed(r["seed"])
+    model = EncodecModel(config)
+    start = time.perf_counter()
+    history, _ = codec.train_codec(model, waves, steps=r["steps"], batch_size=r["batch_size"], crop_s=r["crop_s"],
+                                   lr=r["lr"], commitment=r["commitment"], seed=r["seed"])
+    seconds = time.perf_counter() - start
+    model.eval()
+    model.save_pretrained(out)
+    training = {"recipe": r, "loss_curve": [round(v, 4) for v in history.smoothed(50)[::50]],
+                "train_seconds": round(seconds, 1)}
+    metrics = measure_tiny_codec(out, training)
+    torch.set_num_threads(threads)
+    return metrics
+
+
+def measure_tiny_codec(out: Path = ZOO / "tiny-codec-speech", training: dict | None = None) -> dict:
+    """Measure the saved codec (as it ships, through ``from_pretrained``) and write its metrics.json and card;
+    ``training`` = recipe, loss curve and seconds of the run (default: those already in metrics.json, so that a
+    card can be re-measured without retraining)."""
+    from utils import codec
+    from utils.world import speech
+
+    training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
+                            if k in ("recipe", "loss_curve", "train_seconds")}
+    model = codec.load_codec(out)
+    metrics = codec.evaluate_codec(model, speech.load_phrases("test"))
+    params = sum(p.numel() for p in model.parameters())
+    result = {"recipe": training["recipe"], "metrics": metrics, "params": params,
+              "loss_curve": training["loss_curve"], "train_seconds": training["train_seconds"]}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    rows = "\n".join(f"| {m['codebooks']} | {m['bps']:,.0f} | {m['mel_distance']:.2f} | {m['wer']:.3f} |"
+                     for m in metrics["bitrates"])
+    (out / "README.md").write_text(CODEC_CARD.format(
+        params=params, seconds=training["train_seconds"], frame_rate=model.config.frame_rate,
+        bits_per_book=codec.bitrate(model, 1), rows=rows, original_wer=metrics["original_wer"],
+        bw4=codec.bandwidth_for(model, 4), floor_mel=metrics["unquantised"]["mel_distance"],
+        floor_wer=metrics["unquantised"]["wer"], **training["recipe"]))
+    return metrics
+
+
+MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm-shapes",
+          "whisper": "tiny-whisper-shapes", "ctc": "tiny-ctc-shapes", "codec": "tiny-codec-speech"}  # in training order
 
 
 def selected(args: list[str]) -> list[str]:
@@ -387,6 +641,7 @@ def selected(args: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    makers = {"gpt": make_tiny_gpt, "clip": make_tiny_clip, "vlm": make_tiny_vlm}
+    makers = {"gpt": make_tiny_gpt, "clip": make_tiny_clip, "vlm": make_tiny_vlm, "whisper": make_tiny_whisper,
+              "ctc": make_tiny_ctc, "codec": make_tiny_codec}
     for name in selected(sys.argv[1:]):
         print(f"{MODELS[name]}:", makers[name]())
