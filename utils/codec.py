@@ -105,19 +105,27 @@ def batch_audio(waves: Sequence[torch.Tensor], multiple: int = 320) -> tuple[tor
     return torch.stack([F.pad(w, (0, n - len(w))) for w in waves])[:, None], lengths
 
 
+BATCH = 16  # clips through the codec at a time: its full-rate layers hold (clips × channels × samples) activations
+
+
 @torch.no_grad()
-def compress(model, waves: Sequence[torch.Tensor], n_codebooks: int) -> torch.Tensor:
-    """Codes (B, Q, frames) of waveforms through ``model.encode`` with ``n_codebooks`` codebooks."""
+def compress(model, waves: Sequence[torch.Tensor], n_codebooks: int, batch_size: int = BATCH) -> torch.Tensor:
+    """Codes (B, Q, frames) of waveforms through ``model.encode`` with ``n_codebooks`` codebooks (all clips padded
+    to the longest; ``batch_size`` clips at a time, to bound the memory)."""
     audio, _ = batch_audio(waves, math.prod(model.config.upsampling_ratios))
-    out = model.encode(audio, bandwidth=bandwidth_for(model, n_codebooks))
-    return out.audio_codes[0]
+    bandwidth = bandwidth_for(model, n_codebooks)
+    return torch.cat([model.encode(audio[i:i + batch_size], bandwidth=bandwidth).audio_codes[0]
+                      for i in range(0, len(audio), batch_size)])
 
 
 @torch.no_grad()
-def decompress(model, codes: torch.Tensor, lengths: Sequence[int]) -> list[torch.Tensor]:
+def decompress(model, codes: torch.Tensor, lengths: Sequence[int], batch_size: int = BATCH) -> list[torch.Tensor]:
     """Waveforms from codes (B, Q, frames) through ``model.decode``, each cut to its original length."""
-    audio = model.decode(codes[None], [None]).audio_values[:, 0]
-    return [audio[i, :n].clone() for i, n in enumerate(lengths)]
+    out: list[torch.Tensor] = []
+    for i in range(0, len(codes), batch_size):
+        audio = model.decode(codes[None, i:i + batch_size], [None]).audio_values[:, 0]
+        out += [audio[j, :n].clone() for j, n in enumerate(lengths[i:i + batch_size])]
+    return out
 
 
 def roundtrip(model, waves: Sequence[torch.Tensor], n_codebooks: int) -> list[torch.Tensor]:
@@ -126,12 +134,15 @@ def roundtrip(model, waves: Sequence[torch.Tensor], n_codebooks: int) -> list[to
 
 
 @torch.no_grad()
-def unquantised(model, waves: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+def unquantised(model, waves: Sequence[torch.Tensor], batch_size: int = BATCH) -> list[torch.Tensor]:
     """Waveforms through the encoder and decoder with no quantiser between them: the best any number of codebooks
     could do with this encoder and decoder (the codec's floor)."""
     audio, lengths = batch_audio(waves, math.prod(model.config.upsampling_ratios))
-    out = model.decoder(model.encoder(audio))[:, 0]
-    return [out[i, :n].clone() for i, n in enumerate(lengths)]
+    out: list[torch.Tensor] = []
+    for i in range(0, len(audio), batch_size):
+        decoded = model.decoder(model.encoder(audio[i:i + batch_size]))[:, 0]
+        out += [decoded[j, :n].clone() for j, n in enumerate(lengths[i:i + batch_size])]
+    return out
 
 
 def mel_distance(original: Sequence[torch.Tensor], decoded: Sequence[torch.Tensor], n_mels: int = 64) -> float:
