@@ -118,6 +118,9 @@ def test_phrase_check_catches_a_changed_file(tmp_path):
     sf.write(path, (pcm.astype(np.int32) + 16).clip(-32768, 32767).astype(np.int16), rate, format="FLAC",
              subtype="PCM_16")
     assert any(row["path"] in p for p in make_speech.check_phrases(tmp_path / "speech"))
+    (tmp_path / "speech" / "phrases" / "stray.flac").write_bytes(b"")
+    assert any("stray.flac" in p and "differ from phrases.csv" in p
+               for p in make_speech.check_phrases(tmp_path / "speech"))
 
 
 def test_phrase_splits_are_apart_by_voice_and_by_sentence(phrases):

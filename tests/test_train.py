@@ -1,4 +1,5 @@
 """utils.train: the step-bounded loop, its report, progress bars, batches."""
+import pytest
 import torch
 from torch import nn
 
@@ -38,3 +39,14 @@ def test_infinite_batches_refuses_a_batch_larger_than_the_data():
 
     with pytest.raises(ValueError, match="larger than"):
         next(train.infinite_batches((torch.zeros(5, 2),), batch_size=8))
+
+
+def test_update_clips_the_gradient_norm_before_the_step():
+    """With max_grad_norm the step is taken with gradients of at most that total norm: plain SGD at lr 1 then moves
+    the parameters by exactly the clipped gradient; without it, by the whole gradient."""
+    for max_norm, expected in ((None, 10.0), (1.0, 1.0)):
+        w = torch.nn.Parameter(torch.zeros(4))
+        opt = torch.optim.SGD([w], lr=1.0)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+        value = train.update((w * torch.tensor([5.0, 5.0, 5.0, 5.0])).sum(), opt, schedule, max_grad_norm=max_norm)
+        assert value == 0.0 and w.detach().norm().item() == pytest.approx(expected, rel=1e-5)

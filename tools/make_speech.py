@@ -175,9 +175,18 @@ def check(out: Path = OUT) -> list[str]:
     listed = [r["path"] for r in rows]
     if set(listed) != expected or len(listed) != len(expected):
         problems.append(f"index.csv lists {len(listed)} clips, expected the {len(expected)} of the full grid")
-    on_disk = {p.relative_to(out).as_posix() for p in (out / "clips").rglob("*") if p.is_file()}
-    if on_disk != set(listed):
-        problems.append(f"files on disk differ from index.csv: {sorted(on_disk ^ set(listed))[:5]}")
+    return problems + check_files(out, "clips", rows, "index.csv")
+
+
+def check_files(out: Path, folder: str, rows: list[dict[str, str]], index: str, bits: int = 16) -> list[str]:
+    """The clips under ``out/folder`` against the rows of ``index``: the same files, no stray ones; each 16 kHz mono
+    with the recorded length and PCM sha256, and with samples on a ``bits``-bit grid. Returns the problems."""
+    problems = []
+    listed = {r["path"] for r in rows}
+    on_disk = {p.relative_to(out).as_posix() for p in (out / folder).rglob("*") if p.is_file()}
+    if on_disk != listed:
+        problems.append(f"files on disk differ from {index}: {sorted(on_disk ^ listed)[:5]}")
+    step = 2 ** (16 - bits)
     for r in rows:
         path = out / r["path"]
         if not path.is_file():
@@ -186,7 +195,9 @@ def check(out: Path = OUT) -> list[str]:
         if rate != SAMPLE_RATE or pcm.ndim != 1:
             problems.append(f"{r['path']}: {rate} Hz, shape {pcm.shape}")
         elif len(pcm) != int(r["n_samples"]) or pcm_sha256(pcm) != r["sha256"]:
-            problems.append(f"{r['path']}: samples differ from index.csv")
+            problems.append(f"{r['path']}: samples differ from {index}")
+        elif np.any(pcm % step):
+            problems.append(f"{r['path']}: not quantised to {bits} bits")
     return problems
 
 
@@ -330,30 +341,16 @@ def check_phrases(out: Path = OUT) -> list[str]:
     keys = [c for c in PHRASE_COLUMNS if c not in ("n_samples", "sha256")]
     if [{k: r[k] for k in keys} for r in rows] != plan:
         problems.append(f"phrases.csv ({len(rows)} rows) differs from phrase_plan() ({len(plan)} clips)")
-    on_disk = {p.relative_to(out).as_posix() for p in (out / "phrases").rglob("*") if p.is_file()}
-    listed = {r["path"] for r in rows}
-    if on_disk != listed:
-        problems.append(f"files on disk differ from phrases.csv: {sorted(on_disk ^ listed)[:5]}")
-    step = 2 ** (16 - PHRASE_BITS)
-    for r in rows:
-        path = out / r["path"]
-        if not path.is_file():
-            continue
-        pcm, rate = sf.read(path, dtype="int16")
-        if rate != SAMPLE_RATE or pcm.ndim != 1:
-            problems.append(f"{r['path']}: {rate} Hz, shape {pcm.shape}")
-        elif len(pcm) != int(r["n_samples"]) or pcm_sha256(pcm) != r["sha256"]:
-            problems.append(f"{r['path']}: samples differ from phrases.csv")
-        elif np.any(pcm % step):
-            problems.append(f"{r['path']}: not quantised to {PHRASE_BITS} bits")
-    return problems
+    return problems + check_files(out, "phrases", rows, "phrases.csv", bits=PHRASE_BITS)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("parts", nargs="*", choices=("words", "phrases"), help="what to build (default: both)")
+    parser.add_argument("parts", nargs="*", help="what to build: words, phrases (default: both)")
     parser.add_argument("--check", action="store_true", help="verify shipped files against the indexes and exit")
     args = parser.parse_args()
+    if set(args.parts) - {"words", "phrases"}:  # not argparse's choices: with nargs="*" it rejects an empty list
+        parser.error(f"unknown parts {args.parts}: choose from words, phrases")
     if args.check:
         problems = check() + check_phrases()
         for p in problems:

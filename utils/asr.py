@@ -27,7 +27,7 @@ from torch import nn
 
 from . import env
 from .text import build_word_tokenizer
-from .train import History, adamw_one_cycle, train
+from .train import History, adamw_one_cycle, train, update
 from .world.speech import SAMPLE_RATE
 
 WINDOW_S = 5  # seconds of audio in the recogniser's fixed window (Whisper: 30); every world utterance fits
@@ -340,12 +340,7 @@ def train_recogniser(model, input_features: torch.Tensor, labels: torch.Tensor, 
             loss = model.loss(x, y)
         else:
             loss = seq2seq_loss(model, x, y, token_noise, label_smoothing, g)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        return loss.item()
+        return update(loss, optimizer, schedule, max_grad_norm=1.0, params=model.parameters())
 
     return train(step, batches(), steps, desc=desc, on_step=on_step)
 

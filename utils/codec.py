@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from . import env
-from .train import History, train
+from .train import History, adamw_one_cycle, train, update
 from .world.speech import SAMPLE_RATE
 
 CODEC_DIR = env.REPO_ROOT / "data" / "models" / "tiny-codec-speech"
@@ -200,8 +200,6 @@ def train_codec(model, waves: Sequence[torch.Tensor], *, steps: int, batch_size:
     and the ResidualVQ."""
     from vector_quantize_pytorch import ResidualVQ
 
-    from .train import adamw_one_cycle
-
     cfg = model.config
     torch.manual_seed(env.seed(seed))
     rvq = ResidualVQ(dim=cfg.hidden_size, num_quantizers=cfg.num_quantizers, codebook_size=cfg.codebook_size,
@@ -223,12 +221,7 @@ def train_codec(model, waves: Sequence[torch.Tensor], *, steps: int, batch_size:
         quantized, _, commit = rvq(latents.transpose(1, 2))        # (B, T, D)
         y = model.decoder(quantized.transpose(1, 2))[:, 0, :length]
         loss = multiscale_mel_loss(x, y) + 0.1 * (x - y).abs().mean() + commitment * commit.sum()
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        return loss.item()
+        return update(loss, optimizer, schedule, max_grad_norm=1.0, params=model.parameters())
 
     history = train(step, batches(), steps, desc=desc, on_step=on_step)
     copy_codebooks(rvq, model)

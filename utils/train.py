@@ -27,10 +27,17 @@ def adamw_one_cycle(params, lr: float, steps: int, weight_decay: float = 0.01
     return optimizer, schedule
 
 
-def update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule) -> float:
-    """One optimisation step on ``loss`` (zero grads, backward, step, advance the schedule); returns its value."""
+def update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule, max_grad_norm: float | None = None,
+           params=None) -> float:
+    """One optimisation step on ``loss`` (zero grads, backward, step, advance the schedule); returns its value.
+    With ``max_grad_norm``, the gradients of ``params`` (default: the optimizer's) are first clipped to that total
+    norm (``torch.nn.utils.clip_grad_norm_``)."""
     optimizer.zero_grad()
     loss.backward()
+    if max_grad_norm is not None:
+        if params is None:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
     schedule.step()
     return loss.item()

@@ -77,6 +77,14 @@ class SpeechSet:
         return torch.tensor([len(w) / SAMPLE_RATE for w in self.waveforms], dtype=torch.float32)
 
 
+def read_clip(path: Path) -> torch.Tensor:
+    """One shipped clip as a float32 waveform in [-1, 1]; a clip that is not 16 kHz mono is an error."""
+    audio, rate = sf.read(path, dtype="float32")
+    if rate != SAMPLE_RATE or audio.ndim != 1:
+        raise ValueError(f"{path}: expected {SAMPLE_RATE} Hz mono, got {rate} Hz, shape {audio.shape}")
+    return torch.from_numpy(np.ascontiguousarray(audio))
+
+
 def speech_index(root: Path = SPEECH_DIR) -> list[dict[str, str]]:
     """The rows of ``index.csv`` (path, word, voice, espeak_voice, speed, pitch, n_samples, sha256), in file order.
     Introduced in Phase 2."""
@@ -101,12 +109,7 @@ def load_speech(words: Iterable[str] | None = None, voices: Iterable[str] | None
         raise ValueError(f"unknown voices {sorted(keep_voices - known_voices)}; the dataset has {sorted(known_voices)}")
     rows = [r for r in rows if (keep_words is None or r["word"] in keep_words)
             and (keep_voices is None or r["voice"] in keep_voices)]
-    waveforms = []
-    for r in rows:
-        audio, rate = sf.read(Path(root) / r["path"], dtype="float32")
-        if rate != SAMPLE_RATE or audio.ndim != 1:
-            raise ValueError(f"{r['path']}: expected {SAMPLE_RATE} Hz mono, got {rate} Hz, shape {audio.shape}")
-        waveforms.append(torch.from_numpy(np.ascontiguousarray(audio)))
+    waveforms = [read_clip(Path(root) / r["path"]) for r in rows]
     return SpeechSet(waveforms=waveforms, words=[r["word"] for r in rows], voices=[r["voice"] for r in rows],
                      speeds=[int(r["speed"]) for r in rows], pitches=[int(r["pitch"]) for r in rows],
                      labels=torch.tensor([WORDS.index(r["word"]) for r in rows], dtype=torch.long))
@@ -227,12 +230,7 @@ def load_phrases(splits: str | Iterable[str] | None = None, root: Path = SPEECH_
     if not wanted <= set(PHRASE_SPLITS):
         raise ValueError(f"unknown splits {sorted(wanted - set(PHRASE_SPLITS))}; choose from {PHRASE_SPLITS}")
     rows = [r for r in phrase_index(root) if r["split"] in wanted]
-    waveforms = []
-    for r in rows:
-        audio, rate = sf.read(Path(root) / r["path"], dtype="float32")
-        if rate != SAMPLE_RATE or audio.ndim != 1:
-            raise ValueError(f"{r['path']}: expected {SAMPLE_RATE} Hz mono, got {rate} Hz, shape {audio.shape}")
-        waveforms.append(torch.from_numpy(np.ascontiguousarray(audio)))
+    waveforms = [read_clip(Path(root) / r["path"]) for r in rows]
     return PhraseSet(waveforms=waveforms, texts=[r["text"] for r in rows], kinds=[r["kind"] for r in rows],
                      answers=[r["answer"] for r in rows], scenes=[r["scene"] for r in rows],
                      voices=[r["voice"] for r in rows], accents=[r["accent"] for r in rows],
