@@ -1,6 +1,7 @@
 """The world's language: captions in five paraphrase templates, and questions with answers (Phase 0)."""
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,6 +73,18 @@ def caption(scene: Scene, rng: np.random.Generator | None = None, template: int 
 
 QA_KINDS: tuple[str, ...] = ("color", "shape", "size", "count", "exists", "position")
 POSITION_MIN_DELTA = 0.15  # only ask "left of"/"above" when the centres differ clearly along that axis
+# the position relations: the axis each compares along, and when "is a <relation> b" holds (y grows downwards)
+_RELATIONS = {"left of": ("x", operator.lt), "right of": ("x", operator.gt),
+              "above": ("y", operator.lt), "below": ("y", operator.gt)}
+
+
+def _relation(a, b, relation: str) -> str | None:
+    """"yes" or "no" to "is a <relation> b?", or None when the centres are not clearly apart along its axis."""
+    axis, holds = _RELATIONS[relation]
+    pa, pb = getattr(a, axis), getattr(b, axis)
+    if abs(pa - pb) <= POSITION_MIN_DELTA:
+        return None
+    return "yes" if holds(pa, pb) else "no"
 
 
 @dataclass(frozen=True)
@@ -125,12 +138,9 @@ def _candidates(scene: Scene, rng: np.random.Generator, holdout: frozenset[tuple
             if a is b:
                 continue
             ref_a, ref_b = f"the {a.color} {a.shape}", f"the {b.color} {b.shape}"
-            if abs(a.x - b.x) > POSITION_MIN_DELTA:
-                out["position"].append(QA(f"is {ref_a} left of {ref_b}?", "yes" if a.x < b.x else "no", "position"))
-                out["position"].append(QA(f"is {ref_a} right of {ref_b}?", "yes" if a.x > b.x else "no", "position"))
-            if abs(a.y - b.y) > POSITION_MIN_DELTA:
-                out["position"].append(QA(f"is {ref_a} above {ref_b}?", "yes" if a.y < b.y else "no", "position"))
-                out["position"].append(QA(f"is {ref_a} below {ref_b}?", "yes" if a.y > b.y else "no", "position"))
+            for relation in _RELATIONS:
+                if (yes_no := _relation(a, b, relation)) is not None:
+                    out["position"].append(QA(f"is {ref_a} {relation} {ref_b}?", yes_no, "position"))
     return out
 
 
@@ -165,13 +175,9 @@ def questions(
     return out
 
 
-
-
 _COLOR = "|".join(COLORS)
 _SHAPE = "|".join(SHAPES)
 _PLURAL = "|".join(PLURAL.values())
-_RELATIONS = {"left of": lambda a, b: a.x < b.x, "right of": lambda a, b: a.x > b.x,
-              "above": lambda a, b: a.y < b.y, "below": lambda a, b: a.y > b.y}
 
 
 def answer(scene: Scene, question: str) -> QA | None:
@@ -203,8 +209,6 @@ def answer(scene: Scene, question: str) -> QA | None:
         a, b = scene.find(m[1], m[2]), scene.find(m[4], m[5])
         if a is None or b is None or a is b:
             return None
-        delta = abs(a.x - b.x) if m[3] in ("left of", "right of") else abs(a.y - b.y)
-        if delta <= POSITION_MIN_DELTA:
-            return None
-        return QA(question, "yes" if _RELATIONS[m[3]](a, b) else "no", "position")
+        yes_no = _relation(a, b, m[3])
+        return None if yes_no is None else QA(question, yes_no, "position")
     raise ValueError(f"not one of the world's question templates: {question!r}")
