@@ -18,7 +18,6 @@ the model's quantiser at the end.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -241,16 +240,6 @@ def copy_codebooks(rvq, model) -> None:
 def codebook_usage(codes: torch.Tensor, codebook_size: int) -> torch.Tensor:
     """Share of each level's codes that are used at least once in ``codes`` (B, Q, frames): (Q,)."""
     return torch.tensor([len(torch.unique(codes[:, q])) / codebook_size for q in range(codes.shape[1])])
-
-
-def seconds_per_batch(fn, repeats: int = 3) -> float:
-    """Median wall time of ``fn()``."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def evaluate_codec(model, phrases, levels: Sequence[int] | None = None, recogniser=None) -> dict:
