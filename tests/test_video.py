@@ -289,3 +289,43 @@ def test_frame_average_is_at_chance_on_left_vs_right_but_tubelets_are_not():
     # classifier of frame averages scores 0.5 here; a clip that started at the scene position would not
     assert abs(acc_avg - 0.5) <= 0.05, acc_avg
     assert acc_tube > 0.9, acc_tube
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One mover (Phase 6's video questions)
+
+
+def test_one_mover_moves_and_the_others_stay():
+    video = VideoWorld(0, movers="one", min_objects=2, max_objects=2)
+    movers = []
+    for i in range(60):
+        scene, direction, moving = video.motion("train", i)
+        assert len(moving) == 1 and 0 <= moving[0] < 2
+        movers.append(moving[0])
+        frames = trajectory(scene, direction, 8, moving=moving)
+        for j, o in enumerate(scene.objects):
+            path = {(f.objects[j].x, f.objects[j].y) for f in frames}
+            assert (len(path) == 8) == (j in moving)  # the mover takes 8 places, the other keeps one
+        item = video.clip("train", i)
+        assert item["moving"] == moving and np.array_equal(item["frames"], moving_clip(scene, direction, moving=moving))
+        assert item["caption"].count(" stays") == 1
+    assert 15 <= sum(movers) <= 45  # which object moves is drawn, not always the first
+
+
+def test_movers_all_keeps_the_phase2_stream():
+    a, b = VideoWorld(3), VideoWorld(3, movers="all")
+    for i in range(20):
+        assert a.sample("val", i) == b.sample("val", i) and a.motion("val", i)[2] == (0, 1)[: len(a.sample("val", i)[0])]
+    one = VideoWorld(3, movers="one")
+    assert all(one.sample("val", i) == a.sample("val", i) for i in range(20))  # same scenes, one mover drawn after
+
+
+def test_a_still_object_is_the_same_in_every_frame_and_time_reversal_still_holds():
+    scene = VideoWorld(0, movers="one", min_objects=2, max_objects=2).sample("test", 5)[0]
+    for d in DIRECTIONS:
+        clip = moving_clip(scene, d, moving=[1])
+        assert np.array_equal(clip[::-1], moving_clip(scene, OPPOSITE[d], moving=[1]))
+    with pytest.raises(AssertionError, match="must index"):
+        trajectory(scene, "left", moving=[2])
+    assert clip_caption(scene, "up", moving=[0]) == (f"a {scene.objects[0].describe()} moves up and a "
+                                                     f"{scene.objects[1].describe()} stays.")

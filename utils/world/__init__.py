@@ -38,7 +38,8 @@ screens, the noisy web crawl, environments for agents):
 * ``rendered_text``  ``render_text``: short strings in DejaVu Sans (Phase 5)
 * ``dataset``        ``World``: seeded splits, items, arrays, a torch ``Dataset``
 * ``display``        ``show_gallery``
-* ``video``          ``VideoWorld``: clips of shapes moving in one of four directions (Phase 2)
+* ``video``          ``VideoWorld``: clips of shapes moving in one of four directions (Phase 2), all of them or one
+                     while the others stay still (Phase 6)
 * ``speech``         the spoken words of data/speech/: ``load_speech``, ``voice_split``, ``WORDS`` (Phase 2)
 
 Everything public of the image world is re-exported here, so ``from utils.world import World, caption`` is the way

@@ -22,7 +22,7 @@ spatiotemporal (tubelet) patches can.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -39,6 +39,7 @@ DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
 DIRECTION_STEP: dict[str, tuple[float, float]] = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0),
                                                   "down": (0.0, 1.0)}
 OPPOSITE: dict[str, str] = {"left": "right", "right": "left", "up": "down", "down": "up"}
+MOVERS: tuple[str, ...] = ("all", "one")  # VideoWorld(movers=...): every object moves, or one of them
 DIRECTION_PHRASE: dict[str, str] = {"left": "to the left", "right": "to the right", "up": "up", "down": "down"}
 
 DEFAULT_SPEED = 0.04  # normalised units per frame: 1.28 px/frame at 32 px; 8 frames travel 0.28 (9 px)
@@ -118,9 +119,19 @@ def fits(scene: Scene, n_frames: int = 8, speed: float = DEFAULT_SPEED) -> bool:
     return fit_scene(scene, n_frames, speed) == scene
 
 
-def trajectory(scene: Scene, direction: str, n_frames: int = 8, speed: float = DEFAULT_SPEED) -> list[Scene]:
-    """Per-frame scenes of a clip: :func:`fit_scene` gives the midpoint, and frame k is moved by
-    (k - (n_frames - 1) / 2) * speed in ``direction``.
+def _check_moving(scene: Scene, moving: Collection[int] | None) -> frozenset[int]:
+    if moving is None:
+        return frozenset(range(len(scene)))
+    moving = frozenset(int(i) for i in moving)
+    assert all(0 <= i < len(scene) for i in moving), f"moving {sorted(moving)} must index the scene's {len(scene)} objects"
+    return moving
+
+
+def trajectory(scene: Scene, direction: str, n_frames: int = 8, speed: float = DEFAULT_SPEED,
+               moving: Collection[int] | None = None) -> list[Scene]:
+    """Per-frame scenes of a clip: :func:`fit_scene` gives the midpoint, and in frame k every object whose index
+    is in ``moving`` (default: all) is moved by (k - (n_frames - 1) / 2) * speed in ``direction``; the others
+    stay at the midpoint.
 
     The offsets are antisymmetric in k, so ``trajectory(s, d)[::-1] == trajectory(s, OPPOSITE[d])`` exactly
     (floating point included); per-frame boxes for tracking come from ``Scene.boxes`` of each frame.
@@ -128,34 +139,48 @@ def trajectory(scene: Scene, direction: str, n_frames: int = 8, speed: float = D
     _check_direction(direction)
     assert n_frames >= 1, "a clip needs at least one frame"
     mid = fit_scene(scene, n_frames, speed)
+    moving = _check_moving(mid, moving)
     sx, sy = DIRECTION_STEP[direction]
     frames = []
     for k in range(n_frames):
         off = (k - (n_frames - 1) / 2) * speed
-        frames.append(Scene(tuple(replace(o, x=o.x + sx * off, y=o.y + sy * off) for o in mid.objects)))
+        frames.append(Scene(tuple(replace(o, x=o.x + sx * off, y=o.y + sy * off) if i in moving else o
+                                  for i, o in enumerate(mid.objects))))
     return frames
 
 
 def moving_clip(
-    scene: Scene, direction: str, n_frames: int = 8, image_size: int = 32, speed: float = DEFAULT_SPEED
+    scene: Scene, direction: str, n_frames: int = 8, image_size: int = 32, speed: float = DEFAULT_SPEED,
+    moving: Collection[int] | None = None,
 ) -> np.ndarray:
-    """Render a clip, uint8 (n_frames, image_size, image_size, 3), of every object of ``scene`` moving in a
-    straight line at ``speed`` (normalised units per frame) in ``direction``; see :func:`trajectory`.
+    """Render a clip, uint8 (n_frames, image_size, image_size, 3), of the objects of ``scene`` listed in
+    ``moving`` (default: all) moving in a straight line at ``speed`` (normalised units per frame) in
+    ``direction`` while the others stay still; see :func:`trajectory`.
 
     The trajectory's midpoint is ``fit_scene(scene)`` (the scene itself when it fits), so for any scene
     ``moving_clip(s, "left")[::-1]`` equals ``moving_clip(s, "right")`` byte for byte and both have the same
     frame average.
     """
     check_image_size(image_size)
-    return np.stack([render(s, image_size) for s in trajectory(scene, direction, n_frames, speed)])
+    return np.stack([render(s, image_size) for s in trajectory(scene, direction, n_frames, speed, moving)])
 
 
-def clip_caption(scene: Scene, direction: str) -> str:
-    """"a small red circle moves to the left." / "a small red circle and a large blue square move up."
-    (object phrases as in :func:`utils.world.caption`, template 0)."""
+def clip_caption(scene: Scene, direction: str, moving: Collection[int] | None = None) -> str:
+    """"a small red circle moves to the left." / "a small red circle and a large blue square move up." /
+    "a small red circle moves up and a large blue square stays." (object phrases as in
+    :func:`utils.world.caption`, template 0; ``moving`` as in :func:`trajectory`)."""
     _check_direction(direction)
-    verb = "moves" if len(scene) == 1 else "move"
-    return f"{join_phrases(['a ' + o.describe() for o in scene.objects])} {verb} {DIRECTION_PHRASE[direction]}."
+    moving = _check_moving(scene, moving)
+    movers = [o for i, o in enumerate(scene.objects) if i in moving]
+    still = [o for i, o in enumerate(scene.objects) if i not in moving]
+    parts = []
+    if movers:
+        verb = "moves" if len(movers) == 1 else "move"
+        parts.append(f"{join_phrases(['a ' + o.describe() for o in movers])} {verb} {DIRECTION_PHRASE[direction]}")
+    if still:
+        verb = "stays" if len(still) == 1 else "stay"
+        parts.append(f"{join_phrases(['a ' + o.describe() for o in still])} {verb}")
+    return " and ".join(parts) + "."
 
 
 class VideoWorld:
@@ -169,6 +194,10 @@ class VideoWorld:
     travels in any direction (layouts too wide for that are resampled); ``clip["scene"]`` is that placed scene,
     the midpoint of the motion, so it does not depend on the direction. Train scenes never contain a
     ``holdout`` (colour, shape) pair.
+
+    ``movers="all"`` (Phase 2) moves every object; ``movers="one"`` (Phase 6's video QA: "which shape moves?")
+    moves one object, drawn uniformly after the scene, and leaves the others still. ``clip["moving"]`` lists
+    the indices of the objects that move either way.
     """
 
     def __init__(
@@ -181,8 +210,10 @@ class VideoWorld:
         min_objects: int = 1,
         max_objects: int = 2,
         holdout: Iterable[tuple[str, str]] = DEFAULT_HOLDOUT,
+        movers: str = "all",
     ) -> None:
         check_image_size(image_size)
+        assert movers in MOVERS, f"movers must be one of {MOVERS}, got {movers!r}"
         assert n_frames >= 1 and speed >= 0
         assert directions and all(d in DIRECTIONS for d in directions), f"directions must come from {DIRECTIONS}"
         assert 1 <= min_objects <= max_objects <= 3, "1..3 objects (more rarely fit a moving clip)"
@@ -194,11 +225,13 @@ class VideoWorld:
         self.min_objects = min_objects
         self.max_objects = max_objects
         self.holdout: frozenset[tuple[str, str]] = frozenset((c, s) for c, s in holdout)
+        self.movers = movers
 
     def __repr__(self) -> str:
         return (
             f"VideoWorld(seed={self.seed}, image_size={self.image_size}, n_frames={self.n_frames}, "
-            f"speed={self.speed}, directions={self.directions}, objects={self.min_objects}..{self.max_objects})"
+            f"speed={self.speed}, directions={self.directions}, objects={self.min_objects}..{self.max_objects}"
+            + (f", movers={self.movers!r})" if self.movers != "all" else ")")
         )
 
     def _rng(self, split: str, index: int) -> np.random.Generator:
@@ -206,8 +239,9 @@ class VideoWorld:
         assert split in SPLITS, f"split must be one of {tuple(SPLITS)}, got {split!r}"
         return np.random.default_rng([self.seed, SPLITS[split], index, VIDEO_STREAM])
 
-    def sample(self, split: str, index: int) -> tuple[Scene, str]:
-        """The (midpoint scene, direction) of clip ``index`` of ``split``; a pure function of (seed, split, index)."""
+    def motion(self, split: str, index: int) -> tuple[Scene, str, tuple[int, ...]]:
+        """The (midpoint scene, direction, indices of the moving objects) of clip ``index`` of ``split``; a pure
+        function of (seed, split, index)."""
         rng = self._rng(split, index)
         direction = self.directions[int(rng.integers(len(self.directions)))]
         holdout = self.holdout if split == "train" else frozenset()
@@ -215,19 +249,26 @@ class VideoWorld:
         for _ in range(1000):
             fitted = _rigid_fit(sample_scene(rng, n_objects, holdout), self.n_frames, self.speed, rng)
             if fitted is not None:
-                return fitted, direction
+                # drawn last, so movers="all" keeps the Phase 2 stream byte for byte
+                moving = tuple(range(n_objects)) if self.movers == "all" else (int(rng.integers(n_objects)),)
+                return fitted, direction, moving
         raise RuntimeError(f"no scene fits {self!r}; use fewer objects, fewer frames or a lower speed")
+
+    def sample(self, split: str, index: int) -> tuple[Scene, str]:
+        """The (midpoint scene, direction) of clip ``index`` of ``split`` (:meth:`motion` without the movers)."""
+        return self.motion(split, index)[:2]
 
     def clip(self, split: str, index: int) -> dict[str, Any]:
         """One clip. Keys: "frames" uint8 (T, H, W, 3); "direction" str; "label" int (index in DIRECTIONS);
-        "scene" the midpoint Scene; "caption" str, e.g. "a small red circle moves to the left."; "index" int."""
-        scene, direction = self.sample(split, index)
+        "scene" the midpoint Scene; "moving" tuple of the moving objects' indices; "caption" str, e.g. "a small red circle moves to the left."; "index" int."""
+        scene, direction, moving = self.motion(split, index)
         return {
-            "frames": moving_clip(scene, direction, self.n_frames, self.image_size, self.speed),
+            "frames": moving_clip(scene, direction, self.n_frames, self.image_size, self.speed, moving),
             "direction": direction,
             "label": DIRECTIONS.index(direction),
             "scene": scene,
-            "caption": clip_caption(scene, direction),
+            "moving": moving,
+            "caption": clip_caption(scene, direction, moving),
             "index": index,
         }
 
@@ -236,8 +277,8 @@ class VideoWorld:
         frames = np.empty((n, self.n_frames, self.image_size, self.image_size, 3), dtype=np.uint8)
         labels = np.empty(n, dtype=np.int64)
         for i in range(n):
-            scene, direction = self.sample(split, i)
-            frames[i] = moving_clip(scene, direction, self.n_frames, self.image_size, self.speed)
+            scene, direction, moving = self.motion(split, i)
+            frames[i] = moving_clip(scene, direction, self.n_frames, self.image_size, self.speed, moving)
             labels[i] = DIRECTIONS.index(direction)
         return frames, labels
 
