@@ -28,12 +28,12 @@ def _starter(*args, **kwargs):  # a notebook's starter: the body is `...`, so it
     ...
 
 
-@pytest.mark.parametrize("exercise", ["6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7"])
+@pytest.mark.parametrize("exercise", ["6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7", "6.8"])
 def test_the_starter_reads_as_unsolved(exercise):
     assert evaluate(exercise, _starter).status == "unsolved"
 
 
-@pytest.mark.parametrize("exercise", ["6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7"])
+@pytest.mark.parametrize("exercise", ["6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7", "6.8"])
 def test_the_reference_passes(exercise):
     _passes(exercise, reference(exercise))
 
@@ -1188,3 +1188,130 @@ def test_stack_right_variants_pass(answer):
 
 def test_stack_probes_hold_for_the_reference():
     assert all_hold(phase6._stack_probes(reference("6.7"), phase6._stack_inputs(), 4))
+
+
+# --- 6.8 pooling video tokens -------------------------------------------------------------------------------------
+# The learner's function is f(tokens (B, T, N, C), time, space) -> (B, T // time, N // space², C).
+
+def _grid(tokens, space):
+    b, t, n, c = tokens.shape
+    side = int(n ** 0.5)
+    return tokens.reshape(b, t, side // space, space, side // space, space, c), side
+
+
+def pool_time_only(tokens, time, space):
+    b, t, n, c = tokens.shape
+    return tokens.reshape(b, t // time, time, n, c).mean(2)
+
+
+def pool_space_only(tokens, time, space):
+    g, side = _grid(tokens, space)
+    return g.mean(dim=(3, 5)).flatten(2, 3)
+
+
+def pool_subsample_time(tokens, time, space):  # every time-th frame, then space pooling
+    g, side = _grid(tokens[:, ::time], space)
+    return g.mean(dim=(3, 5)).flatten(2, 3)
+
+
+def pool_max(tokens, time, space):
+    b, t, n, c = tokens.shape
+    side = int(n ** 0.5)
+    x = tokens.reshape(b, t // time, time, side // space, space, side // space, space, c)
+    return x.amax(dim=(2, 4, 6)).reshape(b, t // time, -1, c)
+
+
+def pool_sum(tokens, time, space):
+    b, t, n, c = tokens.shape
+    side = int(n ** 0.5)
+    x = tokens.reshape(b, t // time, time, side // space, space, side // space, space, c)
+    return x.sum(dim=(2, 4, 6)).reshape(b, t // time, -1, c)
+
+
+def pool_row_strips(tokens, time, space):  # s² consecutive tokens of the flat list
+    b, t, n, c = tokens.shape
+    return tokens.reshape(b, t // time, time, n // space ** 2, space ** 2, c).mean(dim=(2, 4))
+
+
+def pool_strided_time(tokens, time, space):  # groups frames (0, 4), (1, 5), ...
+    b, t, n, c = tokens.shape
+    side = int(n ** 0.5)
+    x = tokens.reshape(b, time, t // time, side // space, space, side // space, space, c)
+    return x.mean(dim=(1, 4, 6)).reshape(b, t // time, -1, c)
+
+
+def pool_grid_kept(tokens, time, space):  # forgets to flatten the pooled grid
+    b, t, n, c = tokens.shape
+    side = int(n ** 0.5)
+    x = tokens.reshape(b, t // time, time, side // space, space, side // space, space, c)
+    return x.mean(dim=(2, 4, 6))
+
+
+def pool_whole_clip(tokens, time, space):
+    g, side = _grid(tokens.mean(1, keepdim=True), space)
+    return g.mean(dim=(3, 5)).flatten(2, 3)
+
+
+def pool_avgpool2d_wrong_layout(tokens, time, space):  # avg_pool2d on (B·T', N, C) as if N, C were the image
+    b, t, n, c = tokens.shape
+    x = tokens.reshape(b, t // time, time, n, c).mean(2).reshape(-1, 1, n, c)
+    return F.avg_pool2d(x, (space * space, 1)).reshape(b, t // time, n // space ** 2, c)
+
+
+def pool_mixing_clips(tokens, time, space):  # reshape as if time came first, without transposing: clips mix
+    b, t, n, c = tokens.shape
+    side = int(n ** 0.5)
+    x = tokens.reshape(t // time, time, b, side // space, space, side // space, space, c)
+    return x.mean(dim=(1, 4, 6)).reshape(t // time, b, -1, c).transpose(0, 1)
+
+
+def pool_ignores_arguments(tokens, time, space):  # hard-codes time=2, space=1
+    b, t, n, c = tokens.shape
+    return tokens.reshape(b, t // 2, 2, n, c).mean(2)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    (pool_time_only, "only time was pooled"),
+    (pool_space_only, "only space was pooled"),
+    (pool_subsample_time, "kept one frame of each group"),
+    (pool_max, "maximum"),
+    (pool_sum, "summed"),
+    (pool_row_strips, "strip of one row"),
+    (pool_avgpool2d_wrong_layout, "strip of one row"),
+    (pool_strided_time, "strided"),
+    (pool_grid_kept, "flatten it back"),
+    (pool_whole_clip, "collapsed to one frame"),
+    (pool_mixing_clips, "other clips"),
+    (pool_ignores_arguments, "only time was pooled"),
+])
+def test_pool_mistakes(answer, phrase):
+    failed_with("6.8", answer, phrase)
+
+
+def pool_loops(tokens, time, space):  # right: loops over groups and windows
+    b, t, n, c = tokens.shape
+    side = int(n ** 0.5)
+    out = []
+    for g in range(t // time):
+        frame = tokens[:, g * time:(g + 1) * time].mean(1).reshape(b, side, side, c)
+        out.append(torch.stack([frame[:, r:r + space, q:q + space].mean(dim=(1, 2))
+                                for r in range(0, side, space) for q in range(0, side, space)], 1))
+    return torch.stack(out, 1)
+
+
+def pool_with_avg_pool3d(tokens, time, space):  # right: F.avg_pool3d over (T, rows, columns)
+    b, t, n, c = tokens.shape
+    side = int(n ** 0.5)
+    x = tokens.reshape(b, t, side, side, c).permute(0, 4, 1, 2, 3)
+    y = F.avg_pool3d(x, (time, space, space))
+    return y.permute(0, 2, 3, 4, 1).reshape(b, t // time, -1, c)
+
+
+@pytest.mark.parametrize("answer", [pool_loops, pool_with_avg_pool3d])
+def test_pool_right_variants_pass(answer):
+    _passes("6.8", answer)
+    assert all_hold(phase6._pool_probes(answer, phase6._video_tokens(), 2, 2))
+
+
+def test_pool_probes_hold_for_the_reference():
+    assert all_hold(phase6._pool_probes(reference("6.8"), phase6._video_tokens(), 2, 2))

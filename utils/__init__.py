@@ -38,6 +38,8 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  (Phase 5)
 * ``speechlm``   a VLM that hears: the zoo recogniser's frozen encoder, frame stacking, a projector into the zoo
                  VLM, spoken-question training and typed/spoken comparisons (Phase 6)
+* ``videolm``    video-language models: video questions, frame tokens and their pooling over time and space,
+                 the zoo VLM reading frames at any token budget, a tubelet VLM (Phase 6)
 * ``colab``      installs what Colab lacks (Phase 0)
 """
 from . import attention, embeddings, env, lm, plots, text, train, vision, world  # light, always loaded

@@ -275,8 +275,8 @@ class TinyVLM(nn.Module):
         tokenizer = AutoTokenizer.from_pretrained(path / "lm")
         model = cls(clip_model.visual, projector.to(device), lm, tokenizer, config["layer"], config["image_size"],
                     config.get("n_image_tokens"))
-        if image_pos is not None:
-            model.image_pos.data.copy_(image_pos)
+        if image_pos is not None:  # a video VLM's are (frames, cells, D): take the saved shape
+            model.image_pos = nn.Parameter(image_pos.clone())
         return model.to(device).eval()
 
 

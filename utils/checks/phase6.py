@@ -30,6 +30,7 @@ from .. import asr
 from .. import codec as ucodec
 from .. import metrics as umetrics
 from .. import speechlm as uspeechlm
+from .. import videolm as uvideolm
 from . import CheckFailed, Mismatch, register
 from .oracles import (
     Probe,
@@ -852,3 +853,88 @@ def _check_stack(fn) -> str:
     diagnose(got, expected, mistakes, "your stacked frames differ from the expected ones.", probes=probes)
     require_properties(probes)
     return f"{tuple(x.shape)} states stacked by {k} into {tuple(got.shape)} tokens."
+
+
+# --- 6.8 pooling video tokens over time and space --------------------------------------------------------------
+
+def _video_tokens() -> torch.Tensor:
+    """(2, 8, 16, 3) clip tokens: 8 frames of a 4x4 grid, 3 channels, no two values equal."""
+    return torch.randn(2, 8, 16, 3, generator=torch.Generator().manual_seed(68))
+
+
+def _pool_probes(fn, x: torch.Tensor, time: int, space: int) -> list[Probe]:
+    """The properties of every right pooling of (B, T, N, C) clip tokens by (``time``, ``space``)."""
+    run = lambda v, tm=time, sp=space: _tensor(call(fn, v.clone(), tm, sp))  # noqa: E731
+    b, t, n, c = x.shape
+    side = int(n ** 0.5)
+    frozen = x[:, :1].expand(b, t, n, c).contiguous()  # a still clip: every frame the same
+
+    def grid_windows() -> bool:  # one frame, space pooling only: token 0 averages the top-left s x s window
+        out = run(x[:, :1], 1, space)
+        window = x[0, 0].reshape(side, side, c)[:space, :space].reshape(-1, c).mean(0)
+        return close(out[0, 0, 0], window)
+
+    return [
+        Probe("clips apart", batch_independent(run, x, split=1),
+              "the tokens of the first clip change when other clips are in the batch: pool each clip on its own."),
+        Probe("a still clip pools to one frame", lambda: close(run(frozen, time, 1)[:, 0], x[:, 0]),
+              f"if all {t} frames are the same, averaging over time must give that frame back (each output frame "
+              "is the mean of its group, not a sum, a max or a pick)."),
+        Probe("s x s windows of the grid", never_raises(grid_windows),
+              f"with space={space}, the first output token of a frame should average the top-left {space}x{space} "
+              f"square of its {side}x{side} grid (tokens 0, 1, {side}, {side + 1} for 2x2), not {space * space} "
+              "consecutive tokens of the row-major list: view N as (rows, columns) before pooling."),
+        Probe("the mean is kept", lambda: close(run(x).mean(dim=(1, 2)), x.mean(dim=(1, 2))),
+              "the average over all tokens of a clip should not change: every input token belongs to exactly one "
+              "group, and each group is averaged."),
+        Probe("nothing to pool is the identity", lambda: close(run(x, 1, 1), x),
+              "with time=1 and space=1 the tokens should come back unchanged."),
+    ]
+
+
+@register("6.8", "pooling video tokens", uvideolm.pool_video_tokens, hints=(
+    "Averages, nothing learned: each output token is the mean of `time` consecutive frames' tokens over one "
+    "`space` x `space` window of the grid.",
+    "Section 8, 'The long-video token budget': LLaVA-Video pools each frame's grid, Qwen2.5-VL merges pairs of "
+    "frames. Reshape (B, T, N, C) into (B, T // time, time, side // space, space, side // space, space, C), with "
+    "side = √N, then average the three axes of size time and space.",
+    "Worked sub-step: tokens (1, 8, 16, C), time=2, space=2: frames (0, 1), (2, 3), … form 4 groups; in a 4x4 grid "
+    "the 2x2 windows are tokens {0, 1, 4, 5}, {2, 3, 6, 7}, {8, 9, 12, 13}, {10, 11, 14, 15}. Output (1, 4, 4, C).",
+))
+def _check_pool(fn) -> str:
+    x, time, space = _video_tokens(), 2, 2
+    expected = uvideolm.pool_video_tokens(x, time, space)
+    got = call(fn, x.clone(), time, space)
+    b, t, n, c = x.shape
+    side = int(n ** 0.5)
+    grid = x.reshape(b, t, side, side, c)
+    by_time = x.reshape(b, t // time, time, n, c)
+    mistakes = {
+        "only time was pooled: the grid still has all its tokens. Average each space x space window too.":
+            by_time.mean(2),
+        "only space was pooled: every frame is still there. Average each group of `time` consecutive frames too.":
+            uvideolm.pool_video_tokens(x, 1, space),
+        "you kept one frame of each group (subsampling) instead of averaging the group: a pooled token is the mean "
+        "of its frames.": uvideolm.pool_video_tokens(x[:, ::time], 1, space),
+        "you took the maximum: average pooling takes the mean of each group.":
+            grid.reshape(b, t // time, time, side // space, space, side // space, space, c).amax(dim=(2, 4, 6))
+            .reshape(b, t // time, -1, c),
+        "you summed each group: divide by its size (average pooling), so the tokens keep the scale the LM was "
+        "trained on.": expected * (time * space * space),
+        f"space pooling averaged {space * space} consecutive tokens of the row-major list (a strip of one row), not "
+        f"a {space}x{space} square: view N as (rows, columns) first.":
+            x.reshape(b, t // time, time, n // space ** 2, space ** 2, c).mean(dim=(2, 4)),
+        "time groups are strided (frames 0, 4; 1, 5; …) instead of consecutive frames: reshape the time axis as "
+        "(T // time, time), the group index first.":
+            uvideolm.pool_video_tokens(x.reshape(b, time, t // time, n, c).transpose(1, 2).reshape(b, t, n, c),
+                                       time, space),
+        "the output keeps the pooled grid as two axes: flatten it back to one token axis, (B, T // time, "
+        "N // space², C).": expected.reshape(b, t // time, side // space, side // space, c),
+        "every clip collapsed to one frame: pool `time` frames at a time, not the whole clip.":
+            uvideolm.pool_video_tokens(x, t, space),
+    }
+    probes = _pool_probes(fn, x, time, space)
+    diagnose(got, expected, mistakes, "your pooled tokens differ from the expected ones.", probes=probes)
+    require_properties(probes)
+    return (f"{tuple(x.shape)} clip tokens pooled by time={time}, space={space} into {tuple(got.shape)}: "
+            f"{t * n} tokens became {got.shape[1] * got.shape[2]}.")
