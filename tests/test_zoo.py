@@ -173,3 +173,32 @@ def test_tiny_codec_loads_offline_and_meets_its_card():
     wers = [r["wer"] for r in got["bitrates"]]
     assert wers[0] - wers[-1] >= 0.15 and wers[-1] <= 0.5  # intelligibility comes back with the codebooks
     assert f"{card['metrics']['bitrates'][-1]['mel_distance']:.2f}" in (path / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["tiny-video-vlm-shapes", "tiny-tubelet-vlm-shapes"])
+def test_video_vlms_load_offline_and_meet_their_cards(name):
+    """Both video VLMs reassemble from their saved parts and re-measure every row of their cards."""
+    import make_models  # tools/ is on sys.path (tests/conftest.py)
+
+    from utils import videolm
+
+    path = ZOO / name
+    card = json.loads((path / "metrics.json").read_text())
+    model = videolm.load_video_vlm(path)
+    _, (frames, pairs) = make_models._video_data(card["recipe"])
+    if isinstance(model, videolm.VideoVLM):
+        rows = make_models._video_rows(model, videolm.frame_tokens(model.visual, frames), pairs, videolm.BUDGETS)
+    else:
+        rows = make_models._video_rows(model, videolm.tubelet_tokens(frames, *card["recipe"]["tubelet"]), pairs,
+                                       [(None, None)])
+    for want, got in zip(card["metrics"], rows, strict=True):
+        assert got["tokens"] == want["tokens"]
+        for kind in ("direction", "mover"):
+            assert got[kind] == pytest.approx(want[kind], abs=0.01), (want["tokens"], kind)
+    assert f"{card['metrics'][0]['direction']:.3f}" in (path / "README.md").read_text()
+    full = rows[0]
+    assert full["direction"] >= 0.9  # both read motion (chance: 0.25)
+    if isinstance(model, videolm.VideoVLM):
+        assert full["mover"] >= 0.85
+        one_frame = next(r for r in rows if r["time"] == 8 and r["space"] == 1)
+        assert one_frame["direction"] <= 0.55 and one_frame["mover"] >= 0.9  # the axis but not the sign; the smear

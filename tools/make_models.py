@@ -1,6 +1,6 @@
 """Train the course's model zoo (data/models/): `make models`. Seeded and step-bounded.
 
-    python tools/make_models.py [gpt] [clip] [vlm]    # default: all three, in that order
+    python tools/make_models.py [gpt] [clip] [vlm] [whisper] [ctc] [codec] [video] [tubelet]  # default: all, in order
     make models MODEL=tiny-clip-shapes                 # one model (short or full name), card re-measured
 
 tiny-gpt-shapes: a 2-layer GPT-2 caption model, saved with save_pretrained, loaded with
@@ -9,6 +9,9 @@ tiny-clip-shapes: a CLIP in open_clip format, loaded with
 open_clip.create_model_and_transforms("local-dir:...") (Phases 1, 3 on).
 tiny-vlm-shapes: a LLaVA-style VLM (frozen zoo CLIP tower + MLP projector + the zoo GPT, fine-tuned), saved as
 its library parts and loaded with utils.vlm.TinyVLM.from_pretrained (Phase 5 on; needs the other two).
+tiny-whisper-shapes, tiny-ctc-shapes, tiny-codec-speech: the speech models (Phase 6; the codec's card needs the
+recogniser). tiny-video-vlm-shapes, tiny-tubelet-vlm-shapes: the zoo VLM reading frames at every token budget, and
+its LM reading tubelets (Phase 6; need tiny-vlm-shapes); loaded with utils.videolm.load_video_vlm.
 """
 from __future__ import annotations
 
@@ -626,8 +629,154 @@ def measure_tiny_codec(out: Path = ZOO / "tiny-codec-speech", training: dict | N
     return metrics
 
 
+VIDEO_RECIPE = {"world_seed": 0, "n_frames": 8, "image_size": 32, "train_clips": 3000, "eval_clips": 500,
+                "frame_steps": 4000, "tubelet_steps": 3000, "tubelet": [2, 8], "batch_size": 64, "lr": 2e-3,
+                "tubelet_lr": 3e-3, "seed": 0, "threads": 2}
+
+VIDEO_CARD = """# {name}
+
+{what}
+
+```python
+from utils import videolm
+vlm = videolm.load_video_vlm("data/models/{name}")
+```
+
+## Training
+- Data: `VideoWorld(seed={world_seed}, movers="one", min_objects=2, max_objects=2)` train clips 0..{last} (8 frames of
+  32×32; one of two shapes moves, the other stays), two questions per clip where both apply (`videolm.video_questions`):
+  "which way does the red circle move?" (left / right / up / down) and "which shape moves?".
+- {recipe} {params:,} parameters trained.
+- Command: `make models MODEL={name}` (tools/make_models.py); {seconds:.0f} s on a 2-core CPU, {threads} threads.
+
+## Metrics (test clips 0..{eval_last}: scenes never seen, the held-out red triangle allowed; `tests/test_zoo.py`
+re-measures them)
+| clip tokens | how | direction | which shape moves | all |
+|---|---|---|---|---|
+{rows}
+
+Chance: 0.25 for both kinds (four answers each).
+"""
+
+
+def _video_data(r: dict):
+    from utils import videolm
+    from utils.world.video import VideoWorld
+
+    world = VideoWorld(r["world_seed"], r["image_size"], r["n_frames"], movers="one", min_objects=2, max_objects=2)
+    return videolm.video_questions(world, "train", r["train_clips"]), videolm.video_questions(world, "test",
+                                                                                            r["eval_clips"])
+
+
+def _video_rows(model, features, pairs, budgets) -> list[dict]:
+    from utils import videolm
+
+    rows = []
+    for time_, space in budgets:
+        f = features if time_ is None else videolm.pool_video_tokens(features, time_, space)
+        tokens = f.shape[1] if f.ndim == 3 else f.shape[1] * f.shape[2]
+        rows.append({"time": time_, "space": space, "tokens": tokens, **videolm.video_accuracy(model, f, pairs)})
+    return rows
+
+
+def make_video_vlm(out: Path = ZOO / "tiny-video-vlm-shapes") -> dict:
+    """Train and save tiny-video-vlm-shapes: the zoo VLM reading 8 frames, trained at every token budget."""
+    from utils import videolm
+
+    r = VIDEO_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    env.seed_everything(r["seed"])
+    (frames, pairs), _ = _video_data(r)
+    model = videolm.frame_vlm(r["n_frames"])
+    features = videolm.frame_tokens(model.visual, frames)
+    start = time.perf_counter()
+    history = videolm.train_video_vlm(model, features, pairs, steps=r["frame_steps"], budgets=videolm.BUDGETS,
+                                      batch_size=r["batch_size"], lr=r["lr"], seed=r["seed"])
+    seconds = time.perf_counter() - start
+    model.eval()
+    model.save_pretrained(out)
+    training = {"recipe": r, "loss_curve": [round(v, 4) for v in history.smoothed(100)[::100]],
+                "train_seconds": round(seconds, 1)}
+    (out / "metrics.json").write_text(json.dumps(training, indent=1) + "\n")
+    metrics = measure_video(out)
+    torch.set_num_threads(threads)
+    return metrics
+
+
+def make_tubelet_vlm(out: Path = ZOO / "tiny-tubelet-vlm-shapes") -> dict:
+    """Train and save tiny-tubelet-vlm-shapes: the zoo VLM's LM reading raw tubelets (no image tower)."""
+    from utils import videolm
+
+    r = VIDEO_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    env.seed_everything(r["seed"])
+    (frames, pairs), _ = _video_data(r)
+    t, p = r["tubelet"]
+    model = videolm.tubelet_vlm(r["n_frames"], r["image_size"], t, p, seed=r["seed"])
+    start = time.perf_counter()
+    history = videolm.train_video_vlm(model, videolm.tubelet_tokens(frames, t, p), pairs, steps=r["tubelet_steps"],
+                                      batch_size=r["batch_size"], lr=r["tubelet_lr"], seed=r["seed"],
+                                      desc="tubelet VLM")
+    seconds = time.perf_counter() - start
+    model.eval()
+    model.save_pretrained(out)
+    training = {"recipe": r, "loss_curve": [round(v, 4) for v in history.smoothed(100)[::100]],
+                "train_seconds": round(seconds, 1)}
+    (out / "metrics.json").write_text(json.dumps(training, indent=1) + "\n")
+    metrics = measure_video(out)
+    torch.set_num_threads(threads)
+    return metrics
+
+
+def measure_video(out: Path) -> dict:
+    """Re-measure a saved video VLM (frames: every budget of videolm.BUDGETS; tubelets: as trained) on the test
+    clips and write its metrics.json and card (training facts kept from metrics.json)."""
+    from utils import videolm
+
+    result = {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
+              if k in ("recipe", "loss_curve", "train_seconds")}
+    r = result["recipe"]
+    _, (frames, pairs) = _video_data(r)
+    model = videolm.load_video_vlm(out)
+    frames_model = isinstance(model, videolm.VideoVLM)
+    if frames_model:
+        rows = _video_rows(model, videolm.frame_tokens(model.visual, frames), pairs, videolm.BUDGETS)
+        how = lambda row: videolm.budget_label(r["n_frames"] // row["time"], 16 // row["space"] ** 2)  # noqa: E731
+    else:
+        t, p = r["tubelet"]
+        rows = _video_rows(model, videolm.tubelet_tokens(frames, t, p), pairs, [(None, None)])
+        how = lambda row: f"tubelets {t}×{p}×{p}"  # noqa: E731
+    result.update(metrics=rows, params_trained=videolm.trained_parameters(model))
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    table = "\n".join(f"| {row['tokens']} | {how(row)} | {row['direction']:.3f} | {row['mover']:.3f} | {row['all']:.3f} |"
+                      for row in rows)
+    if frames_model:
+        what = ("The zoo VLM (tiny-vlm-shapes: frozen zoo CLIP tower, MLP projector, GPT-2) reading a clip as 8 frames, "
+                "16 grid tokens each, fine-tuned for video questions at every token budget of `videolm.BUDGETS` (frames "
+                "averaged in groups of 1, 2, 4, 8; each frame's 4×4 grid kept or pooled 2×2), one budget per step in "
+                "turn. A learned position per (frame, grid cell), pooled like the tokens. The course's frame VLM "
+                "(Phase 6): LLaVA-Video's recipe.")
+        recipe = (f"Tower frozen; projector, positions and LM trained: AdamW, one-cycle LR {r['lr']}, batch "
+                  f"{r['batch_size']}, {r['frame_steps']} steps, seed {r['seed']}.")
+    else:
+        t, p = r["tubelet"]
+        what = (f"The zoo VLM's language model reading raw {t}×{p}×{p} tubelets (ViViT's tubelet embedding: one linear "
+                "map of each spatiotemporal patch, as a Conv3d with kernel = stride) through a new MLP projector, with a "
+                "learned position per tubelet; no image tower. The course's native-video baseline (Phase 6).")
+        recipe = (f"Projector, positions and LM trained from the zoo LM: AdamW, one-cycle LR {r['tubelet_lr']}, batch "
+                  f"{r['batch_size']}, {r['tubelet_steps']} steps, seed {r['seed']}.")
+    (out / "README.md").write_text(VIDEO_CARD.format(
+        name=out.name, what=what, recipe=recipe, last=r["train_clips"] - 1, eval_last=r["eval_clips"] - 1,
+        seconds=result["train_seconds"], rows=table, world_seed=r["world_seed"], threads=r["threads"],
+        params=result["params_trained"]))
+    return result
+
+
 MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm-shapes",
-          "whisper": "tiny-whisper-shapes", "ctc": "tiny-ctc-shapes", "codec": "tiny-codec-speech"}  # in training order
+          "whisper": "tiny-whisper-shapes", "ctc": "tiny-ctc-shapes", "codec": "tiny-codec-speech",
+          "video": "tiny-video-vlm-shapes", "tubelet": "tiny-tubelet-vlm-shapes"}  # in training order
 
 
 def selected(args: list[str]) -> list[str]:
@@ -642,6 +791,6 @@ def selected(args: list[str]) -> list[str]:
 
 if __name__ == "__main__":
     makers = {"gpt": make_tiny_gpt, "clip": make_tiny_clip, "vlm": make_tiny_vlm, "whisper": make_tiny_whisper,
-              "ctc": make_tiny_ctc, "codec": make_tiny_codec}
+              "ctc": make_tiny_ctc, "codec": make_tiny_codec, "video": make_video_vlm, "tubelet": make_tubelet_vlm}
     for name in selected(sys.argv[1:]):
         print(f"{MODELS[name]}:", makers[name]())
