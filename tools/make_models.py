@@ -750,21 +750,22 @@ def measure_video(out: Path) -> dict:
         how = lambda row: f"tubelets {t}×{p}×{p}"  # noqa: E731
     result.update(metrics=rows, params_trained=videolm.trained_parameters(model))
     (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
-    table = "\n".join(f"| {row['tokens']} | {how(row)} | {row['direction']:.3f} | {row['mover']:.3f} | {row['all']:.3f} |"
-                      for row in rows)
+    table = "\n".join(f"| {row['tokens']} | {how(row)} | {row['direction']:.3f} | {row['mover']:.3f} | "
+                      f"{row['all']:.3f} |" for row in rows)
     if frames_model:
-        what = ("The zoo VLM (tiny-vlm-shapes: frozen zoo CLIP tower, MLP projector, GPT-2) reading a clip as 8 frames, "
-                "16 grid tokens each, fine-tuned for video questions at every token budget of `videolm.BUDGETS` (frames "
-                "averaged in groups of 1, 2, 4, 8; each frame's 4×4 grid kept or pooled 2×2), one budget per step in "
-                "turn. A learned position per (frame, grid cell), pooled like the tokens. The course's frame VLM "
-                "(Phase 6): LLaVA-Video's recipe.")
+        what = ("The zoo VLM (tiny-vlm-shapes: frozen zoo CLIP tower, MLP projector, GPT-2) reading a clip as 8 "
+                "frames, 16 grid tokens each, fine-tuned for video questions at every token budget of "
+                "`videolm.BUDGETS` (frames averaged in groups of 1, 2, 4, 8; each frame's 4×4 grid kept or pooled "
+                "2×2), one budget per step in turn. A learned position per (frame, grid cell), pooled like the "
+                "tokens. The course's frame VLM (Phase 6): LLaVA-Video's recipe.")
         recipe = (f"Tower frozen; projector, positions and LM trained: AdamW, one-cycle LR {r['lr']}, batch "
                   f"{r['batch_size']}, {r['frame_steps']} steps, seed {r['seed']}.")
     else:
         t, p = r["tubelet"]
-        what = (f"The zoo VLM's language model reading raw {t}×{p}×{p} tubelets (ViViT's tubelet embedding: one linear "
-                "map of each spatiotemporal patch, as a Conv3d with kernel = stride) through a new MLP projector, with a "
-                "learned position per tubelet; no image tower. The course's native-video baseline (Phase 6).")
+        what = (f"The zoo VLM's language model reading raw {t}×{p}×{p} tubelets (ViViT's tubelet embedding: one "
+                "linear map of each spatiotemporal patch, as a Conv3d with kernel = stride) through a new MLP "
+                "projector, with a learned position per tubelet; no image tower. The course's native-video baseline "
+                "(Phase 6).")
         recipe = (f"Projector, positions and LM trained from the zoo LM: AdamW, one-cycle LR {r['tubelet_lr']}, batch "
                   f"{r['batch_size']}, {r['tubelet_steps']} steps, seed {r['seed']}.")
     (out / "README.md").write_text(VIDEO_CARD.format(

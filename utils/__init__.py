@@ -40,6 +40,8 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  VLM, spoken-question training and typed/spoken comparisons (Phase 6)
 * ``videolm``    video-language models: video questions, frame tokens and their pooling over time and space,
                  the zoo VLM reading frames at any token budget, a tubelet VLM (Phase 6)
+* ``tts``        speech as tokens: a VALL-E-style GPT-2 over words and codec frames (Phase 6; its notebook
+                 section is still to come)
 * ``colab``      installs what Colab lacks (Phase 0)
 """
 from . import attention, embeddings, env, lm, plots, text, train, vision, world  # light, always loaded

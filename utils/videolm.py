@@ -31,8 +31,16 @@ from .clip import clip_grid_tokens, normalize_images
 from .metrics import per_kind_accuracy
 from .train import History, adamw_one_cycle, infinite_batches, train, update
 from .vision import to_video_tensor, tubelets
-from .vlm import (TinyVLM, ZOO_VLM, encode_with_labels, extend_positions, extend_vocabulary, mlp_projector,
-                  splice_image_tokens, vqa_prompt)
+from .vlm import (
+    ZOO_VLM,
+    TinyVLM,
+    encode_with_labels,
+    extend_positions,
+    extend_vocabulary,
+    mlp_projector,
+    splice_image_tokens,
+    vqa_prompt,
+)
 from .world import QA
 from .world.video import DIRECTIONS, VideoWorld
 
@@ -101,7 +109,8 @@ class VideoVLM(TinyVLM):
     def embed(self, features: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         t, n = self.image_pos.shape[:2]
         side, kept_side = int(round(n ** 0.5)), int(round(features.shape[2] ** 0.5))
-        assert t % features.shape[1] == 0 and side % kept_side == 0, f"features {tuple(features.shape)} do not pool a {t}-frame clip of {n} tokens"
+        assert t % features.shape[1] == 0 and side % kept_side == 0, (
+            f"features {tuple(features.shape)} do not pool a {t}-frame clip of {n} tokens")
         pos = pool_video_tokens(self.image_pos[None], t // features.shape[1], side // kept_side)[0]
         image = (self.projector(features) + pos).flatten(1, 2)
         return splice_image_tokens(self.lm.get_input_embeddings()(input_ids), input_ids, image, self.image_token_id)
@@ -172,7 +181,8 @@ def trained_parameters(vlm: TinyVLM) -> int:
 BUDGETS: tuple[tuple[int, int], ...] = ((1, 1), (2, 1), (4, 1), (8, 1), (1, 2), (2, 2), (4, 2), (8, 2))
 
 
-def video_training_data(vlm: TinyVLM, pairs: Sequence[tuple[int, QA]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def video_training_data(vlm: TinyVLM, pairs: Sequence[tuple[int, QA]]
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(clip index, input ids, labels) for training from (clip index, QA) pairs."""
     index = torch.tensor([i for i, _ in pairs])
     ids, labels = encode_with_labels(vlm.tokenizer, [vqa_prompt(qa.question) for _, qa in pairs],

@@ -123,7 +123,8 @@ def _check_moving(scene: Scene, moving: Collection[int] | None) -> frozenset[int
     if moving is None:
         return frozenset(range(len(scene)))
     moving = frozenset(int(i) for i in moving)
-    assert all(0 <= i < len(scene) for i in moving), f"moving {sorted(moving)} must index the scene's {len(scene)} objects"
+    assert all(0 <= i < len(scene) for i in moving), (
+        f"moving {sorted(moving)} must index the scene's {len(scene)} objects")
     return moving
 
 
@@ -260,7 +261,8 @@ class VideoWorld:
 
     def clip(self, split: str, index: int) -> dict[str, Any]:
         """One clip. Keys: "frames" uint8 (T, H, W, 3); "direction" str; "label" int (index in DIRECTIONS);
-        "scene" the midpoint Scene; "moving" tuple of the moving objects' indices; "caption" str, e.g. "a small red circle moves to the left."; "index" int."""
+        "scene" the midpoint Scene; "moving" tuple of the moving objects' indices; "caption" str, e.g. "a small red
+        circle moves to the left."; "index" int."""
         scene, direction, moving = self.motion(split, index)
         return {
             "frames": moving_clip(scene, direction, self.n_frames, self.image_size, self.speed, moving),
