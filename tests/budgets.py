@@ -96,7 +96,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if not _stats:
         return
     tr = terminalreporter
-    tr.section(f"notebook budgets (limit {MAX_SECONDS:.0f} s, {MAX_RSS_BYTES / 1024**3:.1f} GB peak RSS)")
+    tr.section(f"notebook budgets (limit {MAX_SECONDS:.0f} s, {MAX_RSS_BYTES / 1e9:.2f} GB = "
+               f"{MAX_RSS_BYTES / 1024**3:.1f} GiB peak RSS)")
     if _guard:
         tr.write_line(f"notebook kernels computed at CPU kernel level {_guard['level']} "
                       "(one below this machine's best)")

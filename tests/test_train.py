@@ -50,3 +50,15 @@ def test_update_clips_the_gradient_norm_before_the_step():
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
         value = train.update((w * torch.tensor([5.0, 5.0, 5.0, 5.0])).sum(), opt, schedule, max_grad_norm=max_norm)
         assert value == 0.0 and w.detach().norm().item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_median_seconds_times_each_call_and_skips_the_warmup():
+    from utils.train import median_seconds
+
+    calls = []
+    assert median_seconds(lambda: calls.append(1), repeats=3, warmup=2) >= 0
+    assert len(calls) == 5
+    durations = iter([0.0, 0.15, 0.0])  # the median of three sleeps is ~0 s; their mean would be 0.05 s
+    import time as _time
+
+    assert 0.0 <= median_seconds(lambda: _time.sleep(next(durations)), repeats=3) < 0.03

@@ -16,18 +16,16 @@ The clips are the world's (:func:`utils.world.speech.load_phrases`); word error 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import env
 from .text import build_word_tokenizer
-from .train import History, adamw_one_cycle, train, update
+from .train import History, adamw_one_cycle, median_seconds, train, update
 from .world.speech import SAMPLE_RATE
 
 WINDOW_S = 5  # seconds of audio in the recogniser's fixed window (Whisper: 30); every world utterance fits
@@ -349,14 +347,13 @@ def seconds_per_step(model, input_features: torch.Tensor, labels: torch.Tensor, 
                      repeats: int = 3) -> float:
     """Median wall time of one training step (forward, backward, no update) at ``batch_size``."""
     x, y = input_features[:batch_size], labels[:batch_size]
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+    def step() -> None:
         loss = model.loss(x, y) if isinstance(model, CTCRecogniser) else model(input_features=x, labels=y).loss
         loss.backward()
-        times.append(time.perf_counter() - start)
         model.zero_grad()
-    return float(np.median(times))
+
+    return median_seconds(step, repeats)
 
 
 def read_card(path: str | Path) -> dict:

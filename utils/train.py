@@ -5,6 +5,7 @@ so a notebook gives the same numbers on every machine; progress bars stay silent
 """
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -77,6 +78,19 @@ class History:
                 acc -= self.losses[i - window]
             out.append(acc / min(i + 1, window))
         return out
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 3, warmup: int = 0) -> float:
+    """Median wall time in seconds of ``fn()`` over ``repeats`` calls, after ``warmup`` untimed calls (the first
+    call of a model often pays for memory allocation). The one timer of the course's speed tables."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(statistics.median(times))
 
 
 def progress(iterable, total: int | None = None, desc: str = "", **kwargs):

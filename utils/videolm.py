@@ -18,7 +18,6 @@ time and space); the tubelet VLM is the ViViT/TubeViT side: spatiotemporal patch
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from torch import nn
 from . import env
 from .clip import clip_grid_tokens, normalize_images
 from .metrics import per_kind_accuracy
-from .train import History, adamw_one_cycle, infinite_batches, train, update
+from .train import History, adamw_one_cycle, infinite_batches, median_seconds, train, update
 from .vision import to_video_tensor, tubelets
 from .vlm import (
     ZOO_VLM,
@@ -84,8 +83,9 @@ def frame_tokens(visual: nn.Module, frames: np.ndarray, layer: str = "layer2") -
 
 def pool_video_tokens(tokens: torch.Tensor, time: int = 1, space: int = 1) -> torch.Tensor:
     """Average video tokens over groups of ``time`` consecutive frames and ``space`` x ``space`` grid windows:
-    (B, T, N, C) -> (B, T // time, N // space**2, C), with N a square grid in row-major order (LLaVA-Video's
-    and Qwen2.5-VL's ways of fitting long clips into the context). ``time=T`` keeps one averaged frame."""
+    (B, T, N, C) -> (B, T // time, N // space**2, C), with N a square grid in row-major order. Average pooling is
+    LLaVA-Video's way of fitting long clips into the context (Qwen2-VL merges 2 frames x 2 x 2 patches with a learned
+    MLP instead). ``time=T`` keeps one averaged frame."""
     b, t, n, c = tokens.shape
     side = int(round(n ** 0.5))
     assert side * side == n, f"N={n} tokens are not a square grid"
@@ -159,8 +159,8 @@ def tubelet_vlm(n_frames: int = 8, image_size: int = 32, t: int = 2, p: int = 8,
 
 
 def load_video_vlm(path: str | Path, device: str = "cpu") -> TinyVLM:
-    """A saved video VLM: :class:`VideoVLM` if its positions are (frames, cells, D), else a tubelet
-    :class:`~utils.vlm.TinyVLM`; both through ``TinyVLM.from_pretrained``'s files."""
+    """A saved video VLM: :class:`VideoVLM` if its vlm_config.json says ``"video": "frames"``, else a tubelet
+    :class:`~utils.vlm.TinyVLM`; both through ``TinyVLM.from_pretrained``'s files, the tower frozen."""
     config = json.loads((Path(path) / "vlm_config.json").read_text())
     cls = VideoVLM if config.get("video") == "frames" else TinyVLM
     return _freeze_tower(cls.from_pretrained(path, device=device))
@@ -218,9 +218,11 @@ def train_video_vlm(vlm: TinyVLM, features: torch.Tensor, pairs: Sequence[tuple[
 
 def video_scores(vlm: TinyVLM, features: torch.Tensor, pairs: Sequence[tuple[int, QA]],
                  candidates: Sequence[str] = VIDEO_ANSWERS) -> torch.Tensor:
-    """Log-probabilities (len(pairs), len(candidates)) of each answer word, given each pair's clip tokens."""
+    """Log-probabilities (len(pairs), len(candidates)) of each answer word, given each pair's clip tokens; 128
+    questions at a time (with 128 clip tokens each, a batch of 512 held 0.3 GB of activations)."""
     vlm.eval()
-    return vlm.answer_scores(features[[i for i, _ in pairs]], [qa.question for _, qa in pairs], candidates)
+    return vlm.answer_scores(features[[i for i, _ in pairs]], [qa.question for _, qa in pairs], candidates,
+                             batch_size=128)
 
 
 def video_accuracy(vlm: TinyVLM, features: torch.Tensor, pairs: Sequence[tuple[int, QA]]) -> dict[str, float]:
@@ -240,14 +242,13 @@ def seconds_per_step(vlm: TinyVLM, features: torch.Tensor, pairs: Sequence[tuple
     index, ids, labels = video_training_data(model, pairs[:batch_size])
     optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
     f = features[index]
-    times = []
-    for _ in range(steps + 1):
-        start = time.perf_counter()
+
+    def step() -> None:
         optimizer.zero_grad()
         model.loss(f, ids, labels).backward()
         optimizer.step()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times[1:]))
+
+    return median_seconds(step, steps, warmup=1)
 
 
 def budget_label(frames: int, tokens_per_frame: int) -> str:

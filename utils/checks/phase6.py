@@ -895,8 +895,8 @@ def _pool_probes(fn, x: torch.Tensor, time: int, space: int) -> list[Probe]:
 @register("6.8", "pooling video tokens", uvideolm.pool_video_tokens, hints=(
     "Averages, nothing learned: each output token is the mean of `time` consecutive frames' tokens over one "
     "`space` x `space` window of the grid.",
-    "Section 8, 'The long-video token budget': LLaVA-Video pools each frame's grid, Qwen2.5-VL merges pairs of "
-    "frames. Reshape (B, T, N, C) into (B, T // time, time, side // space, space, side // space, space, C), with "
+    "Section 9, 'The token budget': LLaVA-Video average-pools each frame's grid; here time is pooled the same way. "
+    "Reshape (B, T, N, C) into (B, T // time, time, side // space, space, side // space, space, C), with "
     "side = √N, then average the three axes of size time and space.",
     "Worked sub-step: tokens (1, 8, 16, C), time=2, space=2: frames (0, 1), (2, 3), … form 4 groups; in a 4x4 grid "
     "the 2x2 windows are tokens {0, 1, 4, 5}, {2, 3, 6, 7}, {8, 9, 12, 13}, {10, 11, 14, 15}. Output (1, 4, 4, C).",
