@@ -679,8 +679,9 @@ def _video_rows(model, features, pairs, budgets) -> list[dict]:
     return rows
 
 
-def make_video_vlm(out: Path = ZOO / "tiny-video-vlm-shapes") -> dict:
-    """Train and save tiny-video-vlm-shapes: the zoo VLM reading 8 frames, trained at every token budget."""
+def _make_video(out: Path, kind: str) -> dict:
+    """Train and save one of the two video VLMs — ``"frames"`` (every token budget of videolm.BUDGETS in turn) or
+    ``"tubelets"`` — on the same clips and questions, then measure its card."""
     from utils import videolm
 
     r = VIDEO_RECIPE
@@ -688,11 +689,18 @@ def make_video_vlm(out: Path = ZOO / "tiny-video-vlm-shapes") -> dict:
     torch.set_num_threads(r["threads"])
     env.seed_everything(r["seed"])
     (frames, pairs), _ = _video_data(r)
-    model = videolm.frame_vlm(r["n_frames"])
-    features = videolm.frame_tokens(model.visual, frames)
+    if kind == "frames":
+        model = videolm.frame_vlm(r["n_frames"])
+        features, budgets = videolm.frame_tokens(model.visual, frames), videolm.BUDGETS
+        steps, lr = r["frame_steps"], r["lr"]
+    else:
+        t, p = r["tubelet"]
+        model = videolm.tubelet_vlm(r["n_frames"], r["image_size"], t, p, seed=r["seed"])
+        features, budgets = videolm.tubelet_tokens(frames, t, p), None
+        steps, lr = r["tubelet_steps"], r["tubelet_lr"]
     start = time.perf_counter()
-    history = videolm.train_video_vlm(model, features, pairs, steps=r["frame_steps"], budgets=videolm.BUDGETS,
-                                      batch_size=r["batch_size"], lr=r["lr"], seed=r["seed"])
+    history = videolm.train_video_vlm(model, features, pairs, steps=steps, budgets=budgets,
+                                      batch_size=r["batch_size"], lr=lr, seed=r["seed"], desc=f"{kind} VLM")
     seconds = time.perf_counter() - start
     model.eval()
     model.save_pretrained(out)
@@ -702,32 +710,16 @@ def make_video_vlm(out: Path = ZOO / "tiny-video-vlm-shapes") -> dict:
     metrics = measure_video(out)
     torch.set_num_threads(threads)
     return metrics
+
+
+def make_video_vlm(out: Path = ZOO / "tiny-video-vlm-shapes") -> dict:
+    """Train and save tiny-video-vlm-shapes: the zoo VLM reading 8 frames, trained at every token budget."""
+    return _make_video(out, "frames")
 
 
 def make_tubelet_vlm(out: Path = ZOO / "tiny-tubelet-vlm-shapes") -> dict:
     """Train and save tiny-tubelet-vlm-shapes: the zoo VLM's LM reading raw tubelets (no image tower)."""
-    from utils import videolm
-
-    r = VIDEO_RECIPE
-    threads = torch.get_num_threads()
-    torch.set_num_threads(r["threads"])
-    env.seed_everything(r["seed"])
-    (frames, pairs), _ = _video_data(r)
-    t, p = r["tubelet"]
-    model = videolm.tubelet_vlm(r["n_frames"], r["image_size"], t, p, seed=r["seed"])
-    start = time.perf_counter()
-    history = videolm.train_video_vlm(model, videolm.tubelet_tokens(frames, t, p), pairs, steps=r["tubelet_steps"],
-                                      batch_size=r["batch_size"], lr=r["tubelet_lr"], seed=r["seed"],
-                                      desc="tubelet VLM")
-    seconds = time.perf_counter() - start
-    model.eval()
-    model.save_pretrained(out)
-    training = {"recipe": r, "loss_curve": [round(v, 4) for v in history.smoothed(100)[::100]],
-                "train_seconds": round(seconds, 1)}
-    (out / "metrics.json").write_text(json.dumps(training, indent=1) + "\n")
-    metrics = measure_video(out)
-    torch.set_num_threads(threads)
-    return metrics
+    return _make_video(out, "tubelets")
 
 
 def measure_video(out: Path) -> dict:
