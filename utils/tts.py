@@ -20,6 +20,7 @@ sentences of the right shape whose content words were mostly wrong: WER 0.67 by 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -71,7 +72,7 @@ def tts_examples(codec, texts: Sequence[str], voices: Sequence[str], waveforms: 
     vocabulary = list(vocabulary or [PAD] + sorted({w for t in texts for w in t.split()}))
     voice_names = list(voice_names or sorted(set(voices)))
     words, mask = encode_words(texts, vocabulary)
-    hop = 320  # samples per codec frame (16 kHz, 50 frames a second)
+    hop = math.prod(codec.config.upsampling_ratios)  # samples per codec frame (320: 50 frames a second at 16 kHz)
     codes = compress(codec, list(waveforms), n_codebooks)  # (N, Q, frames of the longest clip)
     frames = torch.tensor([-(-len(w) // hop) for w in waveforms])
     return TTSData(words, mask, torch.tensor([voice_names.index(v) for v in voices]), codes, frames, vocabulary,
