@@ -28,12 +28,12 @@ def _starter(*args, **kwargs):  # a notebook's starter: the body is `...`, so it
     ...
 
 
-@pytest.mark.parametrize("exercise", ["6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7", "6.8"])
+@pytest.mark.parametrize("exercise", ["6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7", "6.8", "6.9"])
 def test_the_starter_reads_as_unsolved(exercise):
     assert evaluate(exercise, _starter).status == "unsolved"
 
 
-@pytest.mark.parametrize("exercise", ["6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7", "6.8"])
+@pytest.mark.parametrize("exercise", ["6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7", "6.8", "6.9"])
 def test_the_reference_passes(exercise):
     _passes(exercise, reference(exercise))
 
@@ -1315,3 +1315,153 @@ def test_pool_right_variants_pass(answer):
 
 def test_pool_probes_hold_for_the_reference():
     assert all_hold(phase6._pool_probes(reference("6.8"), phase6._video_tokens(), 2, 2))
+
+
+# --- 6.9 the sampling distribution ------------------------------------------------------------------------------
+# The learner's function is f(logits (B, C), temperature, top_k) -> probabilities (B, C).
+
+def _top(z, k):
+    return z.masked_fill(z < z.topk(k, dim=-1).values[:, -1:], float("-inf"))
+
+
+def dist_times_temperature(logits, temperature, top_k):
+    return _top(logits * temperature, top_k).softmax(-1)
+
+
+def dist_no_temperature(logits, temperature, top_k):
+    return _top(logits, top_k).softmax(-1)
+
+
+def dist_no_top_k(logits, temperature, top_k):
+    return (logits / temperature).softmax(-1)
+
+
+def dist_smallest(logits, temperature, top_k):  # topk(largest=False)
+    z = logits / temperature
+    kth = z.topk(top_k, dim=-1, largest=False).values[:, -1:]
+    return z.masked_fill(z > kth, float("-inf")).softmax(-1)
+
+
+def dist_not_renormalised(logits, temperature, top_k):
+    p = (logits / temperature).softmax(-1)
+    kth = p.topk(top_k, dim=-1).values[:, -1:]
+    return torch.where(p >= kth, p, torch.zeros_like(p))
+
+
+def dist_masked_with_zero(logits, temperature, top_k):
+    z = logits / temperature
+    return z.masked_fill(z < z.topk(top_k, dim=-1).values[:, -1:], 0.0).softmax(-1)
+
+
+def dist_strict(logits, temperature, top_k):  # <= kth removes the k-th too
+    z = logits / temperature
+    return z.masked_fill(z <= z.topk(top_k, dim=-1).values[:, -1:], float("-inf")).softmax(-1)
+
+
+def dist_index_k(logits, temperature, top_k):  # values[:, k] is the (k+1)-th largest
+    z = logits / temperature
+    return z.masked_fill(z < z.sort(-1, descending=True).values[:, top_k:top_k + 1], float("-inf")).softmax(-1)
+
+
+def dist_softmax_dim0(logits, temperature, top_k):
+    return _top(logits / temperature, top_k).softmax(0)
+
+
+def dist_temperature_on_probs(logits, temperature, top_k):
+    return _top(logits, top_k).softmax(-1) / temperature
+
+
+def dist_returns_logits(logits, temperature, top_k):
+    return _top(logits / temperature, top_k)
+
+
+def dist_log_probs(logits, temperature, top_k):
+    return F.log_softmax(_top(logits / temperature, top_k), -1)
+
+
+def dist_batch_kth(logits, temperature, top_k):
+    z = logits / temperature
+    return z.masked_fill(z < z.flatten().topk(top_k).values[-1], float("-inf")).softmax(-1)
+
+
+def dist_in_place(logits, temperature, top_k):  # right numbers, but the caller's logits are overwritten
+    logits /= temperature
+    logits.masked_fill_(logits < logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:], float("-inf"))
+    return logits.softmax(-1)
+
+
+def dist_topk_raises(logits, temperature, top_k):  # right at the check's k, but torch.topk fails for k > C
+    z = logits / temperature
+    values, _ = torch.topk(z, top_k)
+    return z.masked_fill(z < values[:, -1:], float("-inf")).softmax(-1)
+
+
+def dist_probability_top_p(logits, temperature, top_k):  # an unlisted mistake: keeps 90 % of the mass (top-p)
+    p = (logits / temperature).softmax(-1)
+    s, order = p.sort(-1, descending=True)
+    keep = (s.cumsum(-1) - s) < 0.9
+    mask = torch.zeros_like(p, dtype=torch.bool).scatter(1, order, keep)
+    z = (logits / temperature).masked_fill(~mask, float("-inf"))
+    return z.softmax(-1)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    (dist_times_temperature, "multiplied by the temperature"),
+    (dist_no_temperature, "temperature is ignored"),
+    (dist_no_top_k, "top-k is ignored"),
+    (dist_smallest, "*smallest*"),
+    (dist_not_renormalised, "not renormalised"),
+    (dist_masked_with_zero, "instead of -inf"),
+    (dist_strict, "one class too few"),
+    (dist_index_k, "one class too many"),
+    (dist_softmax_dim0, "batch axis"),
+    (dist_temperature_on_probs, "applied to the probabilities"),
+    (dist_returns_logits, "returned the logits"),
+    (dist_log_probs, "log-probabilities"),
+    (dist_batch_kth, "whole batch"),
+    (dist_in_place, "changed the logits it was given"),
+    (dist_topk_raises, "should keep them all"),
+    (dist_probability_top_p, "exactly the 3 classes"),
+])
+def test_sampling_mistakes(answer, phrase):
+    failed_with("6.9", answer, phrase)
+
+
+def dist_warpers(logits, temperature, top_k):  # right: transformers' own processors
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper
+
+    z = TopKLogitsWarper(top_k)(None, TemperatureLogitsWarper(temperature)(None, logits))
+    return z.softmax(-1)
+
+
+def dist_scatter(logits, temperature, top_k):  # right: keep the top-k by index, renormalise the probabilities
+    p = (logits / temperature).softmax(-1)
+    values, index = p.topk(min(top_k, p.shape[-1]), dim=-1)
+    out = torch.zeros_like(p).scatter(-1, index, values)
+    return out / out.sum(-1, keepdim=True)
+
+
+def dist_loops(logits, temperature, top_k):  # right: row by row, sorted
+    rows = []
+    for row in logits:
+        z = row / temperature
+        kth = z.sort(descending=True).values[min(top_k, len(z)) - 1]
+        rows.append(torch.where(z >= kth, z, torch.tensor(float("-inf"))).softmax(0))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("answer", [dist_warpers, dist_scatter, dist_loops])
+def test_sampling_right_variants_pass(answer):
+    _passes("6.9", answer)
+    assert all_hold(phase6._sampling_probes(answer, phase6._logits(), 0.7, 3))
+
+
+def test_sampling_probes_hold_for_the_reference():
+    assert all_hold(phase6._sampling_probes(reference("6.9"), phase6._logits(), 0.7, 3))
+
+
+def test_the_reference_agrees_with_transformers_warpers():
+    x = phase6._logits()
+    for temperature, top_k in [(0.7, 3), (1.0, 10), (1.5, 1), (0.3, 20)]:
+        assert torch.allclose(reference("6.9")(x, temperature, top_k), phase6._warped(x, temperature, top_k),
+                              atol=1e-6)

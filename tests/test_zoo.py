@@ -175,6 +175,26 @@ def test_tiny_codec_loads_offline_and_meets_its_card():
     assert f"{card['metrics']['bitrates'][-1]['mel_distance']:.2f}" in (path / "README.md").read_text()
 
 
+def test_tiny_tts_loads_offline_and_meets_its_card():
+    """CodecTTS.from_pretrained: every row of the card re-measured — the synthesised held-out sentences as the zoo
+    recogniser hears them (sampled and greedy), the codec's ceiling and the recordings."""
+    import make_models  # tools/ is on sys.path (tests/conftest.py)
+
+    from utils import tts
+
+    path = ZOO / "tiny-tts-speech"
+    card = json.loads((path / "metrics.json").read_text())
+    got = make_models.tts_metrics(tts.CodecTTS.from_pretrained(path), card["recipe"])
+    want = card["metrics"]
+    assert got["items"] == want["items"] == 70
+    for name in ("ceiling_wer", "original_wer"):  # no sampling: the same numbers on every machine
+        assert got[name] == pytest.approx(want[name], abs=0.01), name
+    for name in ("wer", "greedy_wer"):  # identical over 5 sweep runs (AVX-512/AVX2/default, 1-2 threads); a sampled
+        assert got[name] == pytest.approx(want[name], abs=0.05), name  # code may still branch on another CPU
+    assert got["wer"] < 0.65  # without the word hint: ~0.7 (the card)
+    assert f"{want['wer']:.3f}" in (path / "README.md").read_text()
+
+
 @pytest.mark.parametrize("name", ["tiny-video-vlm-shapes", "tiny-tubelet-vlm-shapes"])
 def test_video_vlms_load_offline_and_meet_their_cards(name):
     """Both video VLMs reassemble from their saved parts and re-measure every row of their cards."""

@@ -1,11 +1,13 @@
 """Checks for the Phase 6 exercises (audio, speech and video).
 
 Oracles: ``transformers``' ``WhisperFeatureExtractor`` (6.1), ``model.generate`` of the zoo recogniser (6.2),
-``jiwer`` (6.3), best-path decoding written out per frame (6.4), and the residual vector quantiser of
-``transformers``' ``EncodecModel`` with the same codebooks (6.5, 6.6).
+``jiwer`` (6.3), best-path decoding written out per frame (6.4), the residual vector quantiser of
+``transformers``' ``EncodecModel`` with the same codebooks (6.5, 6.6), and ``transformers``'
+``TemperatureLogitsWarper`` and ``TopKLogitsWarper`` followed by a softmax (6.9).
 
 6.1 Whisper's log-mel input, 6.2 greedy decoding, 6.3 word error rate, 6.4 greedy CTC decoding, 6.5 residual
-vector quantisation: encoding, 6.6 residual vector quantisation: decoding, 6.7 frame stacking for a speech LLM.
+vector quantisation: encoding, 6.6 residual vector quantisation: decoding, 6.7 frame stacking for a speech LLM,
+6.8 pooling video tokens, 6.9 the sampling distribution (temperature and top-k).
 
 Besides the known mistakes, each check probes properties every right answer has: Whisper's features ignore what
 lies past the window and zero padding at its end, span exactly 2 in a clip that ends in silence (the floor 8 below
@@ -30,6 +32,7 @@ from .. import asr
 from .. import codec as ucodec
 from .. import metrics as umetrics
 from .. import speechlm as uspeechlm
+from .. import tts as utts
 from .. import videolm as uvideolm
 from . import CheckFailed, Mismatch, register
 from .oracles import (
@@ -42,12 +45,13 @@ from .oracles import (
     never_raises,
     require_properties,
     require_tensor,
+    sums_to_one,
     unchanged_when,
 )
 
 # References captured at import: a notebook rebinds names to a learner's passing version, and later checks must
 # still compare with the course's answer.
-_ctc, _greedy = asr.ctc_greedy_decode, asr.greedy_decode
+_ctc, _greedy, _sampling = asr.ctc_greedy_decode, asr.greedy_decode, utts.sampling_distribution
 
 
 def _tensor(out) -> torch.Tensor:
@@ -895,7 +899,7 @@ def _pool_probes(fn, x: torch.Tensor, time: int, space: int) -> list[Probe]:
 @register("6.8", "pooling video tokens", uvideolm.pool_video_tokens, hints=(
     "Averages, nothing learned: each output token is the mean of `time` consecutive frames' tokens over one "
     "`space` x `space` window of the grid.",
-    "Section 9, 'The token budget': LLaVA-Video average-pools each frame's grid; here time is pooled the same way. "
+    "Section 10, 'The token budget': LLaVA-Video average-pools each frame's grid; here time is pooled the same way. "
     "Reshape (B, T, N, C) into (B, T // time, time, side // space, space, side // space, space, C), with "
     "side = √N, then average the three axes of size time and space.",
     "Worked sub-step: tokens (1, 8, 16, C), time=2, space=2: frames (0, 1), (2, 3), … form 4 groups; in a 4x4 grid "
@@ -938,3 +942,124 @@ def _check_pool(fn) -> str:
     require_properties(probes)
     return (f"{tuple(x.shape)} clip tokens pooled by time={time}, space={space} into {tuple(got.shape)}: "
             f"{t * n} tokens became {got.shape[1] * got.shape[2]}.")
+
+
+# --- 6.9 the sampling distribution: temperature and top-k -------------------------------------------------------
+
+def _logits() -> torch.Tensor:
+    """(4, 10) next-token scores, no two equal in a row."""
+    return torch.randn(4, 10, generator=torch.Generator().manual_seed(69)) * 2
+
+
+def _warped(logits: torch.Tensor, temperature: float, top_k: int) -> torch.Tensor:
+    """The oracle: ``transformers``' own logits warpers (the ones ``generate(do_sample=True)`` applies), then a
+    softmax."""
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper
+
+    scaled = TemperatureLogitsWarper(temperature)(None, logits.clone())
+    return TopKLogitsWarper(top_k)(None, scaled).softmax(-1)
+
+
+def _sampling_probes(fn, x: torch.Tensor, temperature: float, top_k: int) -> list[Probe]:
+    """The properties of every right sampling distribution of (B, C) logits."""
+    run = lambda v, t=temperature, k=top_k: _tensor(call(fn, v.clone(), t, k))  # noqa: E731
+    c = x.shape[1]
+
+    def kept_are_largest() -> bool:
+        out = run(x)
+        return bool(((out > 0) == (x >= x.topk(top_k, dim=-1).values[:, -1:])).all())
+
+    def logits_untouched() -> bool:
+        given = x.clone()
+        call(fn, given, temperature, top_k)
+        return torch.equal(given, x)
+
+    return [
+        Probe("a distribution per row", lambda: sums_to_one(run(x)),
+              "each row should be a probability distribution: non-negative numbers summing to 1 (a softmax over the "
+              "classes, after the classes outside the top k are removed — not before)."),
+        Probe("the k largest kept", kept_are_largest,
+              f"with top_k={top_k}, exactly the {top_k} classes with the largest logits of each row should keep a "
+              "probability above 0, and every other class 0: compare each logit with the row's k-th largest "
+              "(`topk(...).values[:, -1:]`) and remove the ones below it (set them to -inf before the softmax)."),
+        Probe("rows apart", batch_independent(run, x, split=1),
+              "the first row's distribution changes when other rows are in the batch: the k-th largest logit and the "
+              "softmax are per row (dim=-1), never over the whole batch."),
+        Probe("temperature 1, every class: the softmax", never_raises(lambda: close(run(x, 1.0, c), x.softmax(-1))),
+              f"with temperature 1 and top_k = {c} (every class), the answer should be the plain softmax of the "
+              "logits."),
+        Probe("top_k above the vocabulary", never_raises(lambda: close(run(x, 1.0, c + 5), x.softmax(-1))),
+              f"top_k = {c + 5} with only {c} classes should keep them all (transformers uses min(top_k, C)); "
+              "torch.topk raises if k is larger than the axis."),
+        Probe("a low temperature is nearly greedy",
+              lambda: close(run(x, 1e-3, c).argmax(-1), x.argmax(-1)) and bool((run(x, 1e-3, c).amax(-1) > 0.99).all()),
+              "as the temperature goes to 0 the distribution should pile onto the largest logit (divide the logits by "
+              "the temperature: a small temperature makes the gaps huge)."),
+        Probe("the logits given are not modified", never_raises(logits_untouched),
+              "your function changed the logits it was given (an in-place masked_fill_ or `logits[...] = -inf`): the "
+              "caller may still need them — work on a copy (`masked_fill` without the underscore)."),
+    ]
+
+
+@register("6.9", "the sampling distribution", utts.sampling_distribution, hints=(
+    "Two knobs, then a softmax: the temperature rescales every logit, top-k removes all but the k most likely "
+    "classes.",
+    "Section 9, 'Speech as tokens': the same two knobs as `generate(do_sample=True, temperature=…, top_k=…)` "
+    "(transformers' TemperatureLogitsWarper and TopKLogitsWarper). Divide the logits by the temperature; find each "
+    "row's k-th largest value; set the logits below it to -inf; softmax over the last axis.",
+    "Worked sub-step: logits [[2.0, 1.0, 0.5, -1.0]], temperature 0.5, top_k 2: scaled [[4, 2, 1, -2]]; the 2nd "
+    "largest is 2, so [[4, 2, -inf, -inf]]; softmax [[0.881, 0.119, 0, 0]].",
+))
+def _check_sampling(fn) -> str:
+    x, temperature, top_k = _logits(), 0.7, 3
+    expected = _warped(x, temperature, top_k)
+    if not close(expected, _sampling(x, temperature, top_k)):  # the course's reference agrees with the oracle
+        raise AssertionError("utils.tts.sampling_distribution disagrees with transformers' logits warpers")
+    got = call(fn, x.clone(), temperature, top_k)
+    probs, scaled = x.softmax(-1), x / temperature
+    kth = scaled.topk(top_k, dim=-1).values[:, -1:]
+    keep = scaled >= kth
+    top = lambda z, k=top_k: z.masked_fill(z < z.topk(k, dim=-1).values[:, -1:], float("-inf"))  # noqa: E731
+    mistakes = {
+        "the logits were multiplied by the temperature: divide them (a temperature below 1 must sharpen the "
+        "distribution, above 1 flatten it).": top(x * temperature).softmax(-1),
+        "the temperature is ignored: divide the logits by it before the softmax.": top(x).softmax(-1),
+        "top-k is ignored: every class still has a probability. Keep only the k largest logits of each row.":
+            scaled.softmax(-1),
+        "you kept the k *smallest* logits: top-k keeps the most likely classes.":
+            scaled.masked_fill(scaled > (-scaled).topk(top_k, dim=-1).values[:, -1:].neg(), float("-inf")).softmax(-1),
+        "the probabilities outside the top k were zeroed after the softmax but not renormalised: the rows no longer "
+        "sum to 1. Remove the classes before the softmax (logits to -inf), or divide by the new sum.":
+            scaled.softmax(-1) * keep,
+        "the removed classes were set to 0 instead of -inf: a logit of 0 still gets probability after the softmax. "
+        "Use float('-inf').": scaled.masked_fill(~keep, 0.0).softmax(-1),
+        f"one class too few: the comparison with the k-th largest logit must keep it (`< kth` removes, not `<= "
+        f"kth`): {top_k} classes survive, not {top_k - 1}.": top(scaled, top_k - 1).softmax(-1),
+        f"one class too many: keep the {top_k} largest, not {top_k + 1} (the k-th largest is "
+        "`topk(k).values[:, -1]`, index k - 1).": top(scaled, top_k + 1).softmax(-1),
+        "the softmax ran over the batch axis (dim=0): each row is one distribution over the classes, dim=-1.":
+            top(scaled).softmax(0),
+        "the temperature was applied to the probabilities, after the softmax: divide the logits, before it.":
+            top(x).softmax(-1) / temperature,
+        "you returned the logits (scaled and filtered), not probabilities: finish with a softmax over the classes.":
+            top(scaled),
+        "you returned log-probabilities: the sampler wants probabilities (softmax, not log_softmax).":
+            top(scaled).log_softmax(-1),
+        "the k-th largest logit was taken over the whole batch, not per row: each row keeps its own top k "
+        "(`topk(k, dim=-1)`).": scaled.masked_fill(scaled < scaled.flatten().topk(top_k).values[-1], float("-inf"))
+        .softmax(-1),
+    }
+    if isinstance(got, torch.Tensor) and got.is_floating_point() and bool(got.isnan().any()):
+        for hint, wrong in mistakes.items():  # some mistakes leave a row or column all -inf: NaN after the softmax
+            if got.shape == wrong.shape and close(got.nan_to_num(), wrong.nan_to_num()):
+                raise CheckFailed(hint)
+        raise CheckFailed("your distribution contains NaN: a softmax met a slice whose every entry is -inf. Softmax "
+                          "over the classes (dim=-1) of each row, which always keeps at least its k largest logits.")
+    probes = _sampling_probes(fn, x, temperature, top_k)
+    diagnose(got, expected, mistakes, "your distribution differs from transformers' temperature and top-k warpers.",
+             probes=probes)
+    require_properties(probes)
+    kept = int((got[0] > 0).sum())
+    return (f"{tuple(x.shape)} logits at temperature {temperature}, top-{top_k}: row 1 keeps {kept} classes, its "
+            f"largest probability {float(got[0].max()):.3f} (softmax alone: {float(probs[0].max()):.3f}); the same "
+            "as transformers' warpers.")
