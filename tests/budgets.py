@@ -24,7 +24,8 @@ _current: list[str] = []
 def _sample(stop: threading.Event) -> None:
     me = psutil.Process()
     while not stop.wait(0.2):
-        if not _current:
+        current = list(_current)  # a snapshot: the main thread clears _current when a notebook ends
+        if not current:
             continue
         rss = 0
         for child in me.children(recursive=True):
@@ -32,7 +33,7 @@ def _sample(stop: threading.Event) -> None:
                 rss += child.memory_info().rss
             except psutil.Error:
                 pass
-        entry = _stats[_current[0]]
+        entry = _stats[current[0]]
         entry["peak_rss"] = max(entry["peak_rss"], rss)
 
 

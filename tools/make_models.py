@@ -668,8 +668,9 @@ training), each in the training voices {voices}: {n_items} utterances. First cod
 | the recordings themselves | {original_wer:.3f} | {original_exact:.3f} |
 
 The recogniser hears the codec's muffled audio badly even when the recording is real (the ceiling row), so a
-perfect TTS on this codec would still score about the ceiling. The model keeps each sentence's frame and length and
-mostly misses colour and shape words, saying frequent ones instead; its training loss ends at {final_loss:.2f}
+perfect TTS on this codec would still score about the ceiling. The model keeps each sentence's frame and mostly
+misses colour and shape words, saying other colours and shapes ("red", the rarest colour in the training phrases,
+and "red triangle", a pair none of them has, are in many test sentences); its training loss ends at {final_loss:.2f}
 (from {first_loss:.2f}): it knows its clips nearly by heart and composes new sentences from pieces of old ones.
 
 While building it (1,500 steps each, the first 20 sentences × 2 voices): without the hint, the same model spoke

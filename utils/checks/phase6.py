@@ -1061,5 +1061,5 @@ def _check_sampling(fn) -> str:
     require_properties(probes)
     kept = int((got[0] > 0).sum())
     return (f"{tuple(x.shape)} logits at temperature {temperature}, top-{top_k}: row 1 keeps {kept} classes, its "
-            f"largest probability {float(got[0].max()):.3f} (softmax alone: {float(probs[0].max()):.3f}); the same "
-            "as transformers' warpers.")
+            f"largest probability {float(got[0].max()):.3f} (plain softmax, T=1, all classes: "
+            f"{float(probs[0].max()):.3f}); the same as transformers' warpers.")
