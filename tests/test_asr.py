@@ -99,3 +99,12 @@ def test_training_lowers_the_loss(tokenizer):
 def test_evaluate_recogniser_per_kind():
     out = asr.evaluate_recogniser(["a b", "c"], ["a b", "d"], ["caption", "digits"])
     assert out == {"wer": round(1 / 3, 4), "wer_caption": 0.0, "wer_digits": 1.0}
+
+
+def test_hear_is_features_then_transcribe():
+    from utils.world import speech
+
+    waves = speech.load_phrases("test").waveforms[:3]
+    model, extractor, tokenizer = asr.load_whisper()
+    expected = asr.transcribe(model, tokenizer, asr.features(waves, extractor))
+    assert asr.hear(waves, (model, extractor, tokenizer)) == expected == asr.hear(waves)

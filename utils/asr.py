@@ -185,6 +185,14 @@ def transcribe(model, tokenizer, input_features: torch.Tensor, batch_size: int =
     return out
 
 
+def hear(waves: Sequence[torch.Tensor], recogniser=None) -> list[str]:
+    """What a recogniser writes for each waveform (16 kHz): its features, then :func:`transcribe`. ``recogniser`` =
+    (model, extractor, tokenizer), default the zoo's tiny-whisper-shapes. Scores decoded or synthesised speech (the
+    codec's and the TTS's intelligibility)."""
+    model, extractor, tokenizer = recogniser or load_whisper()
+    return transcribe(model, tokenizer, features(list(waves), extractor))
+
+
 # --- CTC -------------------------------------------------------------------------------------------------------
 
 class CTCRecogniser(nn.Module):

@@ -250,12 +250,12 @@ def evaluate_codec(model, phrases, levels: Sequence[int] | None = None, recognis
     from . import asr
     from .metrics import word_error_rate
 
-    whisper, extractor, tokenizer = recogniser or asr.load_whisper()
+    recogniser = recogniser or asr.load_whisper()
     levels = levels or [2 ** i for i in range(int(math.log2(model.config.num_quantizers)) + 1)]
     refs = phrases.transcripts
 
     def wer(waves: Sequence[torch.Tensor]) -> float:
-        return round(word_error_rate(refs, asr.transcribe(whisper, tokenizer, asr.features(waves, extractor))), 4)
+        return round(word_error_rate(refs, asr.hear(waves, recogniser)), 4)
 
     rows = []
     for n in levels:

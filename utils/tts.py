@@ -311,7 +311,6 @@ def intelligibility(audio: Sequence[torch.Tensor], texts: Sequence[str], recogni
     from . import asr
     from .metrics import word_error_rate
 
-    whisper, extractor, tokenizer = recogniser or asr.load_whisper()
-    heard = asr.transcribe(whisper, tokenizer, asr.features(list(audio), extractor))
+    heard = asr.hear(audio, recogniser)
     return {"wer": round(word_error_rate(list(texts), heard), 4),
             "exact": round(sum(h == t for h, t in zip(heard, texts)) / len(texts), 4), "heard": heard}
