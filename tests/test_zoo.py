@@ -195,6 +195,30 @@ def test_tiny_tts_loads_offline_and_meets_its_card():
     assert f"{want['wer']:.3f}" in (path / "README.md").read_text()
 
 
+def test_tiny_vqvae_loads_offline_and_meets_its_card():
+    """VQModel.from_pretrained (both variants): PSNR, perplexity and dead codes re-measured on the card's test set."""
+    import make_models  # tools/ is on sys.path (tests/conftest.py)
+
+    from utils import vq
+
+    path = ZOO / "tiny-vqvae-shapes"
+    card = json.loads((path / "metrics.json").read_text())
+    images, red_triangle = make_models.vq_eval_images(card["recipe"])
+    for name, sub in (("fine", None), ("coarse", vq.COARSE)):
+        model = vq.load_vqvae(path, sub)
+        got, want = make_models.vq_metrics(model, images, red_triangle), card["metrics"][name]
+        assert got["tokens"] == want["tokens"] == (64 if sub is None else 16)
+        for key in ("psnr", "psnr_red_triangle"):
+            assert got[key] == pytest.approx(want[key], abs=0.1), (name, key)
+        assert got["perplexity"] == pytest.approx(want["perplexity"], abs=3) and got["dead"] <= want["dead"] + 0.02
+        with torch.no_grad():  # VQModel's own forward (its quantiser, the codebook the training copied in) agrees
+            own = model(images[:50]).sample.clamp(-1, 1)
+        assert torch.allclose(own, vq.reconstruct(model, images[:50]), atol=1e-4)
+    fine, coarse = card["metrics"]["fine"], card["metrics"]["coarse"]
+    assert fine["psnr"] >= 33 and fine["psnr"] - coarse["psnr"] >= 5  # a prototype reached 25 dB in 2 CPU minutes
+    assert f"{fine['psnr']:.2f}" in (path / "README.md").read_text()
+
+
 @pytest.mark.parametrize("name", ["tiny-video-vlm-shapes", "tiny-tubelet-vlm-shapes"])
 def test_video_vlms_load_offline_and_meet_their_cards(name):
     """Both video VLMs reassemble from their saved parts and re-measure every row of their cards."""

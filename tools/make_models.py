@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 # The zoo is trained with its recipes' own seeds: COURSE_SEED (the sweep's seed shift) must not move them.
@@ -883,10 +884,285 @@ def measure_video(out: Path) -> dict:
     return result
 
 
+VQ_RECIPE = {"world_seed": 0, "image_size": 32, "train_images": 20000, "eval_images": 1000, "n_codes": 256,
+             "code_dim": 16, "channels": [16, 32, 32], "steps": 3000, "batch_size": 64, "lr": 2e-3,
+             "commitment": 0.25, "seed": 0, "threads": 2}
+VQ_VARIANTS = {"": 2, "coarse": 3}  # subfolder -> downsamplings: 8×8 and 4×4 tokens
+
+VQ_CARD = """# tiny-vqvae-shapes
+
+Discrete image tokens for the shapes world: `diffusers`' own `VQModel` (the first stage of latent diffusion), built
+tiny from a config — a convolutional encoder with {blocks} down blocks (widths {widths}), a quantiser of {n_codes}
+codewords of {code_dim} numbers, the mirror-image decoder, no attention; {params:,} parameters. A 32×32 image
+becomes {side}×{side} = {tokens} tokens of {bits:.0f} bits ({image_bits:,.0f} bits an image, against 24,576 for the raw
+pixels). The subfolder `coarse` holds the same recipe with one more down block: {coarse_side}×{coarse_side} =
+{coarse_tokens} tokens. The course's image tokenizer (Phase 7 on).
+
+```python
+from diffusers import VQModel
+vq = VQModel.from_pretrained("data/models/tiny-vqvae-shapes")     # the coarse one: ".../tiny-vqvae-shapes/coarse"
+recon = vq(images).sample            # images (B, 3, 32, 32) in [-1, 1] -> through the tokens and back
+# online, the same call loads a real one, e.g. VQModel.from_pretrained("CompVis/ldm-super-resolution-4x-openimages",
+#                                                                      subfolder="vqvae")
+```
+`utils.vq.tokenize` / `detokenize` give the tokens (B, {side}, {side}) and draw images from them.
+
+## Training
+- Data: `World(seed={world_seed}, image_size=32)` train split, {train_images:,} scenes of 1–4 objects (the red
+  triangle, the world's held-out combination, never among them), scaled to [-1, 1].
+- `VQModel`'s own quantiser learns its codebook from the codebook loss alone, with no dead-code handling, so
+  `utils.vq.train_vqvae` runs the encoder and decoder around `vector_quantize_pytorch.VectorQuantize` — codebook
+  initialised by k-means on the first batch, EMA updates, codes used less than twice per batch (EMA count)
+  replaced by encoder outputs of the batch; gradients cross the quantiser by the library's default *rotation
+  trick* (Fifty et al., 2024), a refinement of the straight-through estimator — and copies the learned codebook
+  into the model's quantiser at the end. Loss: MSE reconstruction + {commitment} × commitment. AdamW, one-cycle
+  LR {lr}, batch {batch_size}, {steps} steps, seed {seed},
+  {threads} threads.
+- Command: `make models MODEL=tiny-vqvae-shapes` (tools/make_models.py): both variants, {seconds:.0f} s on a 2-core CPU.
+
+## Metrics
+{eval_images:,} test scenes, `World(seed={world_seed}, image_size=32).arrays("test", {eval_images})`;
+`tests/test_zoo.py` re-measures them through `from_pretrained`.
+
+| model | tokens | PSNR (dB) | PSNR on scenes with a red triangle (never seen) | codebook perplexity | dead codes |
+|---|---|---|---|---|---|
+{rows}
+
+PSNR on [0, 1] pixels over the whole set; perplexity = exp(entropy of the code frequencies) on the test tokens
+(256 = every code used equally); dead = share of codes no test image uses.
+"""
+
+
+def vq_eval_images(r: dict = VQ_RECIPE) -> tuple[torch.Tensor, list[bool]]:
+    """The card's test images in [-1, 1] and, per image, whether it shows a red triangle."""
+    from utils import vq
+    from utils.world import World
+
+    images, scenes = World(seed=r["world_seed"], image_size=r["image_size"]).arrays("test", r["eval_images"])
+    red_triangle = [any((o.color, o.shape) == ("red", "triangle") for o in s.objects) for s in scenes]
+    return vq.to_model_range(images), red_triangle
+
+
+def vq_metrics(model, images: torch.Tensor, red_triangle: list[bool]) -> dict:
+    """PSNR (all, red-triangle scenes), perplexity and dead share of a VQ-VAE on ``images``."""
+    from utils import vq
+    from utils.metrics import psnr
+
+    tokens = vq.tokenize(model, images)
+    recon = vq.detokenize(model, tokens)
+    mask = torch.tensor(red_triangle)
+    n = model.config.num_vq_embeddings
+    return {"tokens": tokens[0].numel(), "psnr": round(psnr(images, recon), 3),
+            "psnr_red_triangle": round(psnr(images[mask], recon[mask]), 3),
+            "perplexity": round(vq.codebook_perplexity(tokens, n), 2), "dead": round(vq.dead_share(tokens, n), 4)}
+
+
+def make_vqvae(out: Path = ZOO / "tiny-vqvae-shapes") -> dict:
+    """Train and save tiny-vqvae-shapes (diffusers VQModel) and its coarse variant with its card; returns metrics."""
+    from utils import vq
+    from utils.world import World
+
+    r = VQ_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    images = vq.to_model_range(World(seed=r["world_seed"], image_size=r["image_size"]).arrays(
+        "train", r["train_images"])[0])
+    training = {"recipe": r, "loss_curve": {}, "train_seconds": 0.0}
+    for sub, downs in VQ_VARIANTS.items():
+        env.seed_everything(r["seed"])
+        model = vq.create_vqvae(vq.tiny_vqvae_config(downs, r["channels"], r["n_codes"], r["code_dim"]))
+        start = time.perf_counter()
+        history = vq.train_vqvae(model, images, steps=r["steps"], batch_size=r["batch_size"], lr=r["lr"],
+                                 commitment=r["commitment"], seed=r["seed"], desc=f"VQ-VAE {sub or 'fine'}")
+        training["train_seconds"] += round(time.perf_counter() - start, 1)
+        training["loss_curve"][sub or "fine"] = [round(v, 4) for v in history.smoothed(50)[::50]]
+        model.save_pretrained(out / sub if sub else out)
+    torch.set_num_threads(threads)
+    return measure_vqvae(out, training)
+
+
+def measure_vqvae(out: Path = ZOO / "tiny-vqvae-shapes", training: dict | None = None) -> dict:
+    """Measure both saved VQ-VAEs (through ``VQModel.from_pretrained``) and write metrics.json and the card."""
+    from utils import vq
+
+    training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
+                            if k in ("recipe", "loss_curve", "train_seconds")}
+    r = training["recipe"]
+    images, red_triangle = vq_eval_images(r)
+    metrics, params = {}, {}
+    for sub in VQ_VARIANTS:
+        model = vq.load_vqvae(out, sub or None)
+        metrics[sub or "fine"] = vq_metrics(model, images, red_triangle)
+        params[sub or "fine"] = sum(p.numel() for p in model.parameters())
+    result = {"recipe": r, "metrics": metrics, "params": params, "loss_curve": training["loss_curve"],
+              "train_seconds": training["train_seconds"]}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    fine, coarse = metrics["fine"], metrics["coarse"]
+    rows = "\n".join(f"| {name} | {int(m['tokens'] ** 0.5)}×{int(m['tokens'] ** 0.5)} | {m['psnr']:.2f} | "
+                     f"{m['psnr_red_triangle']:.2f} | {m['perplexity']:.1f} | {m['dead']:.1%} |"
+                     for name, m in (("tiny-vqvae-shapes", fine), ("coarse", coarse)))
+    side = int(fine["tokens"] ** 0.5)
+    bits = math.log2(r["n_codes"])
+    (out / "README.md").write_text(VQ_CARD.format(
+        blocks=len(r["channels"]), widths=", ".join(map(str, r["channels"])), params=params["fine"], side=side,
+        tokens=fine["tokens"], bits=bits, image_bits=fine["tokens"] * bits, coarse_side=int(coarse["tokens"] ** 0.5),
+        coarse_tokens=coarse["tokens"], rows=rows, seconds=training["train_seconds"], **r))
+    return metrics
+
+
+CHAMELEON_RECIPE = {"world_seed": 0, "train_scenes": 20000, "hidden": 128, "layers": 4, "heads": 4, "steps": 6000,
+                    "batch_size": 64, "lr": 2e-3, "text_to_image_share": 0.75, "seed": 0, "threads": 2,
+                    "samples_per_prompt": 4, "temperature": 1.0, "top_k": 0, "eval_scenes": 300}
+
+CHAMELEON_CARD = """# tiny-chameleon-shapes
+
+One transformer for words and images (Chameleon's early fusion; `utils.unified`): `transformers`'
+`LlamaForCausalLM` ({layers} layers, width {hidden}, {heads} heads; {params:,} parameters) over one vocabulary of
+{vocab} tokens — the world's {words} words and specials, `<boi>`, `<eoi>`, and the {n_codes} codes of
+tiny-vqvae-shapes (`<img_0>` … `<img_{last}>`). An image is its 8×8 = 64 VQ tokens, row by row. The course's unified
+model (Phase 7 on).
+
+```python
+from transformers import AutoTokenizer, LlamaForCausalLM
+model = LlamaForCausalLM.from_pretrained("data/models/tiny-chameleon-shapes")
+tokenizer = AutoTokenizer.from_pretrained("data/models/tiny-chameleon-shapes")
+# utils.unified.draw(model, Vocab.of(tokenizer), prompts) writes image tokens; utils.unified.describe captions
+# online, a real early-fusion model: ChameleonForConditionalGeneration.from_pretrained("facebook/chameleon-7b")
+```
+
+## Training
+- Data: `World(seed={world_seed}, image_size=32, max_objects=1)` train split, {train_scenes:,} one-object scenes (never
+  a red triangle), each tokenized by tiny-vqvae-shapes, with its caption in the world's five templates (one drawn
+  per use; template 4 names the position).
+- Sequences, mixed in every batch: text → image `<bos> caption <boi> 64 codes <eoi> <eos>` ({share:.0%}) and image →
+  text `<bos> <boi> 64 codes <eoi> caption <eos>`; the next-token loss on every token (text loss + image loss,
+  `utils.unified.modality_losses`). AdamW, one-cycle LR {lr}, batch {batch_size}, {steps} steps, seed {seed},
+  {threads} threads — `utils.unified.train_unified`.
+- Command: `make models MODEL=tiny-chameleon-shapes` (tools/make_models.py; needs tiny-vqvae-shapes);
+  {seconds:.0f} s on a 2-core CPU. Final losses (mean of the last 200 steps): text {text_loss:.3f}, image
+  {image_loss:.3f} nats per token.
+
+## Metrics (`tests/test_zoo.py` re-measures them through `from_pretrained`)
+**Drawing.** The {n_prompts} prompts "a {{size}} {{colour}} {{shape}}." (every combination), {samples} samples each at
+temperature {temperature}{top_k_text}, drawn with only image tokens allowed (`utils.unified.draw`), decoded by
+tiny-vqvae-shapes, and judged by the zoo CLIP (zero-shot over the 24 colour × shape classes) and by the world's
+pixel check (the palette colour nearest to the drawn pixels):
+
+| judge | colour | shape | both | red triangle (never seen): colour / shape |
+|---|---|---|---|---|
+| zoo CLIP | {color:.3f} | {shape:.3f} | {both:.3f} | {rt_color:.3f} / {rt_shape:.3f} |
+| pixel palette | {palette:.3f} | — | — | — |
+
+**Position.** {eval_scenes} val scenes' captions in template 4 ("a large blue square in the top left."), one sample
+each: the drawn object's centroid lies in the named ninth of the image for {position:.3f} of them.
+
+**Captioning.** {eval_scenes} val scenes (tokenized by tiny-vqvae-shapes), greedy captions (`utils.unified.describe`),
+attributes read from the caption against the scene graph: size {cap_size:.3f}, colour {cap_color:.3f}, shape
+{cap_shape:.3f}.
+"""
+
+
+def chameleon_data(r: dict = CHAMELEON_RECIPE):
+    """(UnifiedData, tokenizer, Vocab, VQ-VAE) of the recipe: train scenes tokenized by the zoo VQ-VAE, captions in
+    every template."""
+    from utils import unified, vq
+    from utils.world import CAPTION_TEMPLATES, World, caption
+
+    world = World(seed=r["world_seed"], image_size=32, max_objects=1)
+    images, scenes = world.arrays("train", r["train_scenes"])
+    vqvae = vq.load_vqvae()
+    codes = vq.tokenize(vqvae, vq.to_model_range(images))
+    captions = [[caption(s, template=k) for k in range(CAPTION_TEMPLATES)] for s in scenes]
+    tokenizer = unified.build_tokenizer([c for cs in captions for c in cs], vqvae.config.num_vq_embeddings)
+    vocab = unified.Vocab.of(tokenizer)
+    return unified.UnifiedData(codes, [unified.caption_ids(tokenizer, cs) for cs in captions]), tokenizer, vocab, vqvae
+
+
+def chameleon_metrics(model, tokenizer, r: dict) -> dict:
+    """The card's numbers for a unified model: drawing (CLIP and palette), position, captioning."""
+    from utils import unified, vq
+    from utils.world import World, caption, position_phrase
+
+    vocab = unified.Vocab.of(tokenizer)
+    vqvae = vq.load_vqvae()
+    judge = unified.ClipJudge()
+    g = torch.Generator().manual_seed(r["seed"])
+    texts, wanted = unified.prompts()
+    n = r["samples_per_prompt"]
+    codes = unified.draw(model, vocab, unified.caption_ids(tokenizer, texts) * n, temperature=r["temperature"],
+                         top_k=r["top_k"], generator=g)
+    drawn = vq.to_uint8(vq.detokenize(vqvae, codes.view(-1, 8, 8)))
+    scores = unified.drawing_scores(drawn, wanted * n, judge)
+    images, scenes = World(seed=r["world_seed"], image_size=32, max_objects=1).arrays("val", r["eval_scenes"])
+    placed = unified.draw(model, vocab, unified.caption_ids(tokenizer, [caption(s, template=4) for s in scenes]),
+                          temperature=r["temperature"], top_k=r["top_k"], generator=g)
+    where = unified.where(vq.to_uint8(vq.detokenize(vqvae, placed.view(-1, 8, 8))))
+    position = float(np.mean([w == position_phrase(s.objects[0].x, s.objects[0].y) for w, s in zip(where, scenes)]))
+    described = tokenizer.batch_decode(unified.describe(model, vocab, vq.tokenize(vqvae, vq.to_model_range(images))))
+    captions = unified.caption_scores(described, scenes)
+    return {"drawing": {k: round(v, 4) for k, v in scores.items()}, "position": round(position, 4),
+            "captioning": {k: round(v, 4) for k, v in captions.items()}, "prompts": len(texts), "samples": n}
+
+
+def make_chameleon(out: Path = ZOO / "tiny-chameleon-shapes") -> dict:
+    """Train and save tiny-chameleon-shapes (LlamaForCausalLM + its union tokenizer) with its card; returns its
+    metrics (needs tiny-vqvae-shapes and tiny-clip-shapes)."""
+    from transformers import LlamaForCausalLM
+
+    from utils import unified
+
+    r = CHAMELEON_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    env.seed_everything(r["seed"])
+    data, tokenizer, vocab, _ = chameleon_data(r)
+    torch.manual_seed(r["seed"])
+    model = LlamaForCausalLM(unified.tiny_unified_config(vocab, r["hidden"], r["layers"], r["heads"]))
+    start = time.perf_counter()
+    _, curves = unified.train_unified(model, data, vocab, steps=r["steps"], batch_size=r["batch_size"], lr=r["lr"],
+                                      text_to_image_share=r["text_to_image_share"], seed=r["seed"],
+                                      desc="tiny Chameleon")
+    seconds = time.perf_counter() - start
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    every = 50
+    training = {"recipe": r, "train_seconds": round(seconds, 1),
+                "loss_curves": {k: [round(float(np.mean(v[i:i + every])), 4) for i in range(0, len(v), every)]
+                                for k, v in curves.items()},
+                "final_losses": {k: round(float(np.mean(v[-200:])), 4) for k, v in curves.items()}}
+    torch.set_num_threads(threads)
+    return measure_chameleon(out, training)
+
+
+def measure_chameleon(out: Path = ZOO / "tiny-chameleon-shapes", training: dict | None = None) -> dict:
+    """Measure the saved unified model (through ``from_pretrained``) and write metrics.json and the card."""
+    from utils import unified
+
+    training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
+                            if k in ("recipe", "train_seconds", "loss_curves", "final_losses")}
+    r = training["recipe"]
+    model, tokenizer, vocab = unified.load_unified(out)
+    metrics = chameleon_metrics(model, tokenizer, r)
+    params = sum(p.numel() for p in model.parameters())
+    result = {**training, "metrics": metrics, "params": params}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    d, c = metrics["drawing"], metrics["captioning"]
+    (out / "README.md").write_text(CHAMELEON_CARD.format(
+        params=params, vocab=vocab.size, words=vocab.image_offset - 2, n_codes=vocab.n_codes, last=vocab.n_codes - 1,
+        share=r["text_to_image_share"], seconds=training["train_seconds"],
+        text_loss=training["final_losses"]["text"], image_loss=training["final_losses"]["image"],
+        n_prompts=metrics["prompts"], samples=metrics["samples"],
+        top_k_text=f", top-{r['top_k']}" if r["top_k"] else "", color=d["color"], shape=d["shape"], both=d["both"],
+        rt_color=d["red triangle: color"], rt_shape=d["red triangle: shape"], palette=d["palette color"],
+        position=metrics["position"], cap_size=c["size"], cap_color=c["color"], cap_shape=c["shape"], **r))
+    return metrics
+
+
 MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm-shapes",
           "whisper": "tiny-whisper-shapes", "ctc": "tiny-ctc-shapes", "codec": "tiny-codec-speech",
           "tts": "tiny-tts-speech", "video": "tiny-video-vlm-shapes",
-          "tubelet": "tiny-tubelet-vlm-shapes"}  # in training order
+          "tubelet": "tiny-tubelet-vlm-shapes", "vqvae": "tiny-vqvae-shapes",
+          "chameleon": "tiny-chameleon-shapes"}  # in training order
 
 
 def selected(args: list[str]) -> list[str]:
@@ -902,6 +1178,7 @@ def selected(args: list[str]) -> list[str]:
 if __name__ == "__main__":
     makers = {"gpt": make_tiny_gpt, "clip": make_tiny_clip, "vlm": make_tiny_vlm, "whisper": make_tiny_whisper,
               "ctc": make_tiny_ctc, "codec": make_tiny_codec, "tts": make_tts, "video": make_video_vlm,
-              "tubelet": make_tubelet_vlm}
+              "tubelet": make_tubelet_vlm, "vqvae": make_vqvae,
+              "chameleon": make_chameleon}
     for name in selected(sys.argv[1:]):
         print(f"{MODELS[name]}:", makers[name]())

@@ -40,8 +40,14 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  VLM, spoken-question training and typed/spoken comparisons (Phase 6)
 * ``videolm``    video-language models: video questions, frame tokens and their pooling over time and space,
                  the zoo VLM reading frames at any token budget, a tubelet VLM (Phase 6)
-* ``tts``        speech as tokens: a VALL-E-style GPT-2 over words and codec frames (Phase 6; its notebook
-                 section is still to come)
+* ``tts``        speech as tokens: a VALL-E-style GPT-2 over words and codec frames, the sampling distribution,
+                 intelligibility (Phase 6)
+* ``vq``         discrete image tokens: the vector quantiser, codebook perplexity and dead codes, the zoo VQ-VAE
+                 (diffusers' VQModel), tokenize/detokenize, PSNR (Phase 7)
+* ``unified``    a tiny Chameleon: one LlamaForCausalLM over words and image codes, per-modality losses, drawing
+                 with image tokens only, captioning, the CLIP and pixel judges of drawings (Phase 7)
+* ``diffusion``  DDPM's forward process and its inverse, the noise schedule and SNR, diffusers' DDPMScheduler
+                 (Phase 7)
 * ``colab``      installs what Colab lacks (Phase 0)
 """
 from . import attention, embeddings, env, lm, plots, text, train, vision, world  # light, always loaded

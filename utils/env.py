@@ -32,6 +32,7 @@ REQUIRED_PACKAGES: tuple[tuple[str, str], ...] = (
     ("open_clip", "open_clip_torch"),
     ("jiwer", "jiwer"),
     ("vector_quantize_pytorch", "vector-quantize-pytorch"),
+    ("diffusers", "diffusers"),
     ("datasets", "datasets"),
     ("numpy", "numpy"),
     ("PIL", "pillow"),

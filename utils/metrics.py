@@ -1,6 +1,6 @@
 """The course's metrics, one home for every phase: retrieval (Recall@K, in blocks), accuracy per kind, box IoU,
-word error rate, and a plain-text results table. Introduced in Phase 1 (Recall@K); Phase 4 (per-kind tables),
-Phase 5 (IoU), Phase 6 (WER); Phase 9's evaluation suite grows here.
+word error rate, PSNR, and a plain-text results table. Introduced in Phase 1 (Recall@K); Phase 4 (per-kind tables),
+Phase 5 (IoU), Phase 6 (WER), Phase 7 (PSNR); Phase 9's evaluation suite grows here.
 
 Each is small and exact; where a library computes the same thing it is the oracle in the tests
 (``torchvision.ops.box_iou`` for IoU, ``jiwer`` for WER).
@@ -88,3 +88,11 @@ def accuracy_table(rows: dict[str, dict[str, float]], columns: Sequence[str]) ->
             cells.append(text.rjust(w))
         lines.append(name.ljust(width) + "".join(cells))
     return "\n".join(lines)
+
+
+def psnr(reference: torch.Tensor, images: torch.Tensor, data_range: float = 2.0, low: float = -1.0) -> float:
+    """Peak signal-to-noise ratio in dB, 10·log10(range² / MSE) over a whole batch, with ``images`` clamped to
+    [low, low + data_range] first. The defaults are for images in [-1, 1] (the same number as on [0, 1] pixels
+    with ``data_range=1, low=0``). Introduced in Phase 7 (VQ-VAE reconstructions, diffusion)."""
+    mse = torch.mean((images.float().clamp(low, low + data_range) - reference.float()) ** 2)
+    return float(10 * torch.log10(data_range ** 2 / mse))

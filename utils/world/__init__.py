@@ -51,7 +51,17 @@ from __future__ import annotations
 from .dataset import ShapesDataset, World, collate
 from .depth import BACKGROUND_DEPTH, DEPTH_MIN_GAP, DEPTH_RANGE, nearest_object, object_depths, render_depth
 from .display import show_gallery, to_hwc_uint8
-from .language import CAPTION_TEMPLATES, POSITION_MIN_DELTA, QA, QA_KINDS, answer, caption, join_phrases, questions
+from .language import (
+    CAPTION_TEMPLATES,
+    POSITION_MIN_DELTA,
+    QA,
+    QA_KINDS,
+    answer,
+    caption,
+    join_phrases,
+    position_phrase,
+    questions,
+)
 from .rendered_text import TEXT_ALPHABET, TEXT_FONT_SCALE, TEXT_RGB, render_text, sample_text
 from .rendering import check_image_size, polygon, render
 from .scene import Obj, Scene, describe, sample_scene
@@ -82,6 +92,6 @@ __all__ = [
     "PLURAL", "POSITION_MIN_DELTA", "QA", "QA_KINDS", "SHAPES", "SIZES", "SIZE_SCALE", "SPLITS", "SUPERSAMPLE",
     "Scene", "ShapesDataset", "TEXT_ALPHABET", "TEXT_FONT_SCALE", "TEXT_RGB", "Transform", "World", "answer", "caption",
     "check_image_size", "class_id", "class_names", "collate", "describe", "join_phrases", "nearest_object",
-    "object_depths", "polygon", "questions", "render", "render_depth", "render_text", "sample_scene",
+    "object_depths", "polygon", "position_phrase", "questions", "render", "render_depth", "render_text", "sample_scene",
     "sample_text", "show_gallery", "to_hwc_uint8",
 ]

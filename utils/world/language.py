@@ -19,13 +19,19 @@ def join_phrases(phrases: Sequence[str]) -> str:
     return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
-def _where(obj: Obj) -> str:
-    """Coarse location of an object in the image, e.g. "in the top left" or "on the right"."""
-    v = "top" if obj.y < 1 / 3 else "bottom" if obj.y > 2 / 3 else "middle"
-    h = "left" if obj.x < 1 / 3 else "right" if obj.x > 2 / 3 else "center"
+def position_phrase(x: float, y: float) -> str:
+    """Coarse location of a point (x, y in [0, 1], y down) in the words of the captions: the image cut into a 3×3
+    grid, e.g. "in the top left", "on the right", "in the center". Phase 7 reads drawn images back with it."""
+    v = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else "middle"
+    h = "left" if x < 1 / 3 else "right" if x > 2 / 3 else "center"
     if v == "middle":
         return "in the center" if h == "center" else f"on the {h}"
     return f"at the {v}" if h == "center" else f"in the {v} {h}"
+
+
+def _where(obj: Obj) -> str:
+    """Coarse location of an object in the image, e.g. "in the top left" or "on the right"."""
+    return position_phrase(obj.x, obj.y)
 
 
 def caption(scene: Scene, rng: np.random.Generator | None = None, template: int | None = None) -> str:

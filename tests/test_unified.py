@@ -1,0 +1,118 @@
+"""Tests for utils/unified.py: the union vocabulary, the two sequence layouts, the per-modality losses against
+transformers' causal-LM loss, the image-token restriction against SuppressTokensLogitsProcessor, drawing and
+captioning with a tiny random model, and the pixel-level judges against rendered world images."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from utils import unified as U
+from utils.world import COLORS, SHAPES, World, caption, position_phrase
+
+
+@pytest.fixture(scope="module")
+def vocab_and_tokenizer():
+    caps = [caption(s, template=k) for s in World(0, image_size=32, max_objects=1).arrays("train", 50)[1]
+            for k in range(5)]
+    tok = U.build_tokenizer(caps, 16)
+    return U.Vocab.of(tok), tok
+
+
+def test_union_vocabulary_puts_codes_in_one_block(vocab_and_tokenizer):
+    vocab, tok = vocab_and_tokenizer
+    assert vocab.n_codes == 16 and vocab.size == len(tok)
+    assert [tok.convert_tokens_to_ids(U.image_token(k)) for k in range(16)] == list(range(vocab.image_offset,
+                                                                                         vocab.image_offset + 16))
+    assert vocab.boi == tok.convert_tokens_to_ids(U.BOI) and vocab.eoi == tok.convert_tokens_to_ids(U.EOI)
+    assert vocab.is_image(torch.tensor([vocab.image_offset, vocab.image_offset + 15, vocab.eoi])).tolist() == [
+        True, True, False]
+
+
+def test_sequences_put_the_task_in_the_order(vocab_and_tokenizer):
+    vocab, tok = vocab_and_tokenizer
+    words = U.caption_ids(tok, ["a small red circle."])[0]
+    codes = torch.arange(4).view(2, 2)
+    t2i = U.text_to_image(words, codes, vocab)
+    i2t = U.image_to_text(words, codes, vocab)
+    img = [vocab.image_offset + k for k in range(4)]
+    assert t2i == [vocab.bos, *words, vocab.boi, *img, vocab.eoi, vocab.eos]
+    assert i2t == [vocab.bos, vocab.boi, *img, vocab.eoi, *words, vocab.eos]
+    ids, labels = U.pad_batch([t2i, i2t[:-2]], vocab.pad)
+    assert ids.shape == (2, len(t2i)) and (labels[1, len(i2t) - 2:] == -100).all()
+
+
+def test_modality_losses_equal_the_causal_lm_loss_per_modality(vocab_and_tokenizer):
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    vocab, _ = vocab_and_tokenizer
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(vocab.size, (4, 11), generator=g)
+    labels[3, 8:] = -100
+    logits = torch.randn(4, 11, vocab.size, generator=g)
+    text, image = U.modality_losses(logits, labels, vocab.image_offset, vocab.n_codes)
+    is_img = vocab.is_image(labels)
+    assert text.item() == pytest.approx(ForCausalLMLoss(logits, labels.masked_fill(is_img, -100), vocab.size).item())
+    assert image.item() == pytest.approx(ForCausalLMLoss(logits, labels.masked_fill(~is_img, -100), vocab.size).item())
+
+
+def test_only_image_tokens_equals_suppress_tokens():
+    from transformers import SuppressTokensLogitsProcessor
+
+    x = torch.randn(3, 20)
+    others = [i for i in range(20) if not 5 <= i < 13]
+    want = SuppressTokensLogitsProcessor(others)(torch.zeros(3, 1, dtype=torch.long), x.clone())
+    before = x.clone()
+    assert torch.equal(U.only_image_tokens(x, 5, 8), want) and torch.equal(x, before)
+
+
+def test_draw_and_describe_with_a_tiny_model(vocab_and_tokenizer):
+    from transformers import LlamaForCausalLM
+
+    vocab, tok = vocab_and_tokenizer
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(U.tiny_unified_config(vocab, hidden=32, layers=1, heads=2)).eval()
+    prompts = U.caption_ids(tok, ["a small red circle.", "a large blue square in the top left."])
+    codes = U.draw(model, vocab, prompts, n_tokens=4, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    assert codes.shape == (2, 4) and int(codes.min()) >= 0 and int(codes.max()) < vocab.n_codes
+    greedy = [U.draw(model, vocab, prompts, n_tokens=4, temperature=0) for _ in range(2)]
+    assert torch.equal(greedy[0], greedy[1])
+    alone = U.draw(model, vocab, prompts[1:], n_tokens=4, temperature=0)   # left padding changes nothing
+    assert torch.equal(alone[0], greedy[0][1])
+    words = U.describe(model, vocab, codes.view(2, 2, 2), max_words=5)
+    assert len(words) == 2 and all(len(w) <= 6 for w in words)
+    assert not any(vocab.is_image(torch.tensor(w, dtype=torch.long)).any() for w in words if w)
+
+
+def test_train_unified_records_both_losses(vocab_and_tokenizer):
+    from transformers import LlamaForCausalLM
+
+    vocab, tok = vocab_and_tokenizer
+    scenes = World(0, image_size=32, max_objects=1).arrays("train", 8)[1]
+    data = U.UnifiedData(torch.randint(16, (8, 2, 2)), [U.caption_ids(tok, [caption(s, template=k) for k in range(5)])
+                                                         for s in scenes])
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(U.tiny_unified_config(vocab, hidden=32, layers=1, heads=2))
+    history, curves = U.train_unified(model, data, vocab, steps=3, batch_size=4, desc="test")
+    assert len(curves["text"]) == len(curves["image"]) == 3
+    assert all(math.isfinite(v) for v in curves["text"] + curves["image"] + history.losses)
+
+
+def test_pixel_judges_read_rendered_objects():
+    images, scenes = World(3, image_size=32, max_objects=1).arrays("val", 60)
+    assert U.palette_color(images) == [s.objects[0].color for s in scenes]
+    where = U.where(images)
+    agree = np.mean([w == position_phrase(s.objects[0].x, s.objects[0].y) for w, s in zip(where, scenes)])
+    assert agree >= 0.9  # the centroid of pixels vs the scene's centre: only objects on a grid line may differ
+    assert U.palette_color(np.full((1, 32, 32, 3), 0, np.uint8)) != [None]  # a black canvas is not empty
+    from utils.world import BACKGROUND_RGB
+    assert U.palette_color(np.full((1, 32, 32, 3), BACKGROUND_RGB, np.uint8)) == [None]
+
+
+def test_attributes_and_prompts():
+    assert U.attributes("a small red circle in the top left.") == {"size": "small", "color": "red", "shape": "circle"}
+    assert U.attributes("there is a blue thing") == {"size": None, "color": "blue", "shape": None}
+    texts, wanted = U.prompts()
+    assert len(texts) == 2 * len(COLORS) * len(SHAPES) and wanted[0] == (COLORS[0], SHAPES[0])
