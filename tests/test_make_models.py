@@ -5,7 +5,8 @@ import pytest
 
 def test_selection_by_short_or_full_name_keeps_zoo_order():
     assert make_models.selected([]) == ["gpt", "clip", "vlm", "whisper", "ctc", "codec", "tts", "video",
-                                           "tubelet"]
+                                           "tubelet", "vqvae", "chameleon"]
+    assert make_models.selected(["tiny-chameleon-shapes", "vqvae"]) == ["vqvae", "chameleon"]  # tokenizer first
     assert make_models.selected(["tiny-tubelet-vlm-shapes", "video"]) == ["video", "tubelet"]
     assert make_models.selected(["tiny-clip-shapes"]) == ["clip"]
     assert make_models.selected(["vlm", "gpt"]) == ["gpt", "vlm"]  # the VLM needs the other two first

@@ -162,7 +162,7 @@ def _quantizer_probes(fn, z: torch.Tensor, codebook: torch.Tensor) -> list[Probe
 @register("7.1", "the vector quantiser", uvq.vector_quantize, hints=(
     "Four things: the nearest codeword of every latent vector, the quantized latents that let the gradient pass, "
     "and two mean squared errors, each with one side detached.",
-    "Section 1, 'Discrete image tokens': VQ-VAE (van den Oord et al., 2017), equation 3. The latent vectors are "
+    "Section 1, 'Images as tokens': VQ-VAE (van den Oord et al., 2017), equation 3. The latent vectors are "
     "z's D channels (axis 1) at each grid cell; sg(·) is .detach(). The codebook loss ||sg(z) - q||² trains the "
     "codewords, the commitment loss ||z - sg(q)||² the encoder, and quantized = z + (q - z).detach() equals q "
     "going forward while its gradient goes to z as if quantisation were the identity.",
@@ -691,8 +691,9 @@ def _noise_probes(fn, x0, noise, t, betas) -> list[Probe]:
 
 @register("7.5", "the forward process of diffusion", udiffusion.add_noise, hints=(
     "Two numbers per image, both from ᾱ_t: one multiplies the clean image, one the noise.",
-    "Section 4, 'Diffusion': ᾱ_t = ∏_{s ≤ t} (1 − β_s) — a cumulative product over the schedule, with timesteps "
-    "counted from 0 as in diffusers — and x_t = √ᾱ_t · x₀ + √(1 − ᾱ_t) · ε (Ho et al., 2020, equation 4).",
+    "Section 4, 'The other road: diffusion': ᾱ_t = ∏_{s ≤ t} (1 − β_s) — a cumulative product over the schedule, "
+    "with timesteps counted from 0 as in diffusers — and x_t = √ᾱ_t · x₀ + √(1 − ᾱ_t) · ε (Ho et al., 2020, "
+    "equation 4).",
     "Worked sub-step: `abar = torch.cumprod(1 - betas, dim=0)[t].view(-1, 1, 1, 1)` gives one ᾱ per image, shaped "
     "to broadcast over (B, C, H, W).",
 ))
@@ -744,8 +745,8 @@ def _check_add_noise(fn) -> str:
 
 @register("7.6", "the clean image from the noise", udiffusion.predict_x0, builds_on=("7.5",), hints=(
     "Solve the forward process's line for x₀.",
-    "Section 4, 'Diffusion': x_t = √ᾱ_t · x₀ + √(1 − ᾱ_t) · ε, so x₀ = (x_t − √(1 − ᾱ_t) · ε) / √ᾱ_t; a sampler "
-    "puts the network's ε̂ in place of ε (DDPM's x̂₀, equation 15). No clipping here.",
+    "Section 4, 'The other road: diffusion': x_t = √ᾱ_t · x₀ + √(1 − ᾱ_t) · ε, so x₀ = (x_t − √(1 − ᾱ_t) · ε) / "
+    "√ᾱ_t; a sampler puts the network's ε̂ in place of ε (DDPM's x̂₀, equation 15). No clipping here.",
     "Worked sub-step: `abar = torch.cumprod(1 - betas, dim=0)[t].view(-1, 1, 1, 1)`; then one line with "
     "`(1 - abar).sqrt()` and a division by `abar.sqrt()`.",
 ))
