@@ -1,7 +1,7 @@
 """Diffusion on world images: the forward (noising) process and its inverse for one step (Phase 7).
 
 A DDPM (Ho et al., 2020) destroys an image in T small steps of Gaussian noise and learns to undo them. The forward
-process needs no learning: with a variance schedule β_1 … β_T and ᾱ_t = ∏_{s ≤ t} (1 − β_s), the noisy image at
+process needs no learning: with a variance schedule β_0 … β_{T-1} and ᾱ_t = ∏_{s ≤ t} (1 − β_s), the noisy image at
 step t is a closed-form mix of the clean image x₀ and one Gaussian noise ε,
 
     x_t = √ᾱ_t · x₀ + √(1 − ᾱ_t) · ε,

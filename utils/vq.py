@@ -7,9 +7,9 @@ the image's **tokens**: Chameleon, Emu3 and Janus-Pro generate images by writing
 
 The model is ``diffusers``' own ``VQModel`` (the first stage of latent diffusion), built tiny from a config and
 loaded with ``VQModel.from_pretrained(path)`` — the same call that loads a real one. The zoo's copy,
-``data/models/tiny-vqvae-shapes``, is trained by ``make models MODEL=vqvae`` around ``vector_quantize_pytorch``'s
-``VectorQuantize`` (k-means initialisation, EMA codebook updates, dead-code replacement); its ``coarse`` subfolder
-holds the same recipe with one more downsampling (4×4 tokens).
+``data/models/tiny-vqvae-shapes``, is trained by ``make models MODEL=tiny-vqvae-shapes`` around
+``vector_quantize_pytorch``'s ``VectorQuantize`` (k-means initialisation, EMA codebook updates, dead-code
+replacement); its ``coarse`` subfolder holds the same recipe with one more downsampling (4×4 tokens).
 
 Images go in and come out as floats in [-1, 1] (``to_model_range``); :func:`vector_quantize` is the reference of
 Exercise 7.1, :func:`codebook_perplexity` of Exercise 7.2.
