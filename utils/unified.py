@@ -269,17 +269,26 @@ def describe(model, vocab: Vocab, codes: torch.Tensor, max_words: int = 12) -> l
     return words
 
 
+def _foreground(image: np.ndarray) -> np.ndarray | None:
+    """The pixels of one image (H, W, 3) that differ clearly from the world's background (summed |RGB difference| >
+    60), as a boolean mask; None when fewer than 4 do (an empty canvas). What the pixel judges below look at."""
+    from .world import BACKGROUND_RGB
+
+    fg = np.abs(image.astype(float) - np.array(BACKGROUND_RGB)).sum(-1) > 60
+    return fg if fg.sum() >= 4 else None
+
+
 def palette_color(images_uint8: np.ndarray) -> list[str | None]:
     """The world's own colour check (no model): the palette colour nearest to the mean of the pixels that differ
     clearly from the background; None for an empty canvas."""
-    from .world import BACKGROUND_RGB, COLOR_RGB
+    from .world import COLOR_RGB
 
     names = list(COLOR_RGB)
     palette = np.array([COLOR_RGB[c] for c in names], dtype=float)
     out: list[str | None] = []
     for im in images_uint8.astype(float):
-        fg = np.abs(im - np.array(BACKGROUND_RGB)).sum(-1) > 60
-        if fg.sum() < 4:
+        fg = _foreground(im)
+        if fg is None:
             out.append(None)
             continue
         mean = im[fg].mean(0)
@@ -324,13 +333,13 @@ def where(images_uint8: np.ndarray) -> list[str | None]:
     """Where the drawn object is, in the words of the world's captions ("in the top left", "on the right", "in the
     center"...): the centroid of the pixels that differ clearly from the background, through
     :func:`utils.world.position_phrase`; None for an empty canvas."""
-    from .world import BACKGROUND_RGB, position_phrase
+    from .world import position_phrase
 
     out: list[str | None] = []
     size = images_uint8.shape[1]
     for im in images_uint8.astype(float):
-        fg = np.abs(im - np.array(BACKGROUND_RGB)).sum(-1) > 60
-        if fg.sum() < 4:
+        fg = _foreground(im)
+        if fg is None:
             out.append(None)
             continue
         ys, xs = np.nonzero(fg)
