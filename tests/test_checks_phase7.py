@@ -14,7 +14,7 @@ from utils import vq
 from utils.checks import evaluate, phase7, reference
 from utils.checks.oracles import all_hold
 
-EXERCISES = ["7.1", "7.2", "7.3", "7.4", "7.5", "7.6"]
+EXERCISES = ["7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "7.7", "7.8", "7.9"]
 
 
 def _passes(exercise, answer):
@@ -532,7 +532,257 @@ def test_restriction_names_a_mistake_nobody_listed():
     assert result.status == "failed", result.message
 
 
-# --- 7.5 the forward process of diffusion --------------------------------------------------------------------------
+# --- 7.5 routing tokens to experts ---------------------------------------------------------------------------------
+# The learner's function is f(router_logits (T, E), k) -> (weights (T, k), experts (T, k)).
+
+def route_softmax_then_renormalise(logits, k):  # Mixtral's order: right
+    probs = logits.softmax(-1)
+    top = probs.topk(k, -1)
+    return top.values / top.values.sum(-1, keepdim=True), top.indices
+
+
+def route_ascending_order(logits, k):  # the chosen experts worst-first, weights kept with them: right
+    top = logits.topk(k, -1)
+    return top.values.softmax(-1).flip(-1), top.indices.flip(-1)
+
+
+def route_int32(logits, k):  # int32 indices: right
+    w, e = logits.topk(k, -1)
+    return w.softmax(-1), e.int()
+
+
+def route_softmax_all(logits, k):
+    top = logits.softmax(-1).topk(k, -1)
+    return top.values, top.indices
+
+
+def route_raw(logits, k):
+    return tuple(logits.topk(k, -1))
+
+
+def route_uniform(logits, k):
+    e = logits.topk(k, -1).indices
+    return torch.full(e.shape, 1.0 / k), e
+
+
+def route_misaligned(logits, k):
+    top = logits.topk(k, -1)
+    return top.values.softmax(-1).flip(-1), top.indices
+
+
+def route_softmax_tokens(logits, k):
+    top = logits.topk(k, -1)
+    return top.values.softmax(0), top.indices
+
+
+def route_lowest(logits, k):
+    top = logits.topk(k, -1, largest=False)
+    return top.values.softmax(-1), top.indices
+
+
+def route_swapped(logits, k):
+    top = logits.topk(k, -1)
+    return top.indices, top.values.softmax(-1)
+
+
+def route_dense(logits, k):  # a dense mixture over every expert
+    return logits.softmax(-1), logits.topk(k, -1).indices
+
+
+def route_detached(logits, k):
+    top = logits.detach().topk(k, -1)
+    return top.values.softmax(-1), top.indices
+
+
+def route_in_place(logits, k):
+    logits.sub_(logits.max(-1, keepdim=True).values)
+    top = logits.topk(k, -1)
+    return top.values.softmax(-1), top.indices
+
+
+def route_tokens_axis(logits, k):  # the best k tokens for each expert
+    top = logits.topk(k, 0)
+    return top.values.softmax(0), top.indices
+
+
+def route_fixed_k(logits, k):  # ignores k: always two experts
+    top = logits.topk(2, -1)
+    return top.values.softmax(-1), top.indices
+
+
+def route_share_of_sum(logits, k):  # nobody listed this: shares of exp() of the raw scores' sum
+    top = logits.topk(k, -1)
+    v = top.values - top.values.min()
+    return (v + 1) / (v + 1).sum(-1, keepdim=True), top.indices
+
+
+@pytest.mark.parametrize("answer", [route_softmax_then_renormalise, route_ascending_order, route_int32])
+def test_router_accepts_right_variants(answer):
+    _passes("7.5", answer)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    (route_softmax_all, "softmax over *all* experts"),
+    (route_raw, "raw router scores"),
+    (route_uniform, "same weight 1/k"),
+    (route_misaligned, "wrong experts"),
+    (route_softmax_tokens, "across the tokens"),
+    (route_lowest, "lowest-scoring"),
+    (route_swapped, "swapped"),
+    (route_dense, "dense mixture"),
+    (route_detached, "no gradient"),
+    (route_in_place, "changed the router logits"),
+    (route_tokens_axis, "along the tokens"),
+])
+def test_router_names_the_mistake(answer, phrase):
+    failed_with("7.5", answer, phrase)
+
+
+def test_router_names_a_mistake_nobody_listed():
+    assert evaluate("7.5", route_share_of_sum).status == "failed"
+    failed_with("7.5", route_fixed_k, "the k you are given")
+
+
+def test_router_probes_hold_for_the_reference():
+    assert all_hold(phase7._route_probes(reference("7.5"), phase7._router_inputs(), 2))
+
+
+# --- 7.6 the load-balancing loss -----------------------------------------------------------------------------------
+# The learner's function is f(router_logits (T, E), k) -> a 0-dim loss.
+
+def _f_and_p(logits, k, divide=None):
+    n_tokens, n = logits.shape
+    probs = logits.softmax(-1)
+    counts = F.one_hot(probs.topk(k, -1).indices, n).sum((0, 1)).float()
+    return counts / (divide or n_tokens), probs.mean(0)
+
+
+def balance_bincount(logits, k):  # counts with bincount over the flattened choices: right
+    n = logits.shape[-1]
+    probs = logits.softmax(-1)
+    counts = torch.bincount(logits.topk(k, -1).indices.reshape(-1), minlength=n).float()
+    return n * (counts / len(logits) * probs.mean(0)).sum()
+
+
+def balance_loop(logits, k):  # one expert at a time: right
+    n = logits.shape[-1]
+    probs = logits.softmax(-1)
+    chosen = probs.topk(k, -1).indices
+    return n * sum((chosen == i).sum() / len(logits) * probs[:, i].mean() for i in range(n))
+
+
+def balance_no_e(logits, k):
+    f, p = _f_and_p(logits, k)
+    return (f * p).sum()
+
+
+def balance_over_tk(logits, k):
+    f, p = _f_and_p(logits, k, divide=len(logits) * k)
+    return logits.shape[-1] * (f * p).sum()
+
+
+def balance_top1_counts(logits, k):
+    f, p = _f_and_p(logits, 1)
+    return logits.shape[-1] * (f * p).sum()
+
+
+def balance_soft_counts(logits, k):
+    p = logits.softmax(-1).mean(0)
+    return logits.shape[-1] * (p * p).sum()
+
+
+def balance_renormalised_p(logits, k):
+    f, _ = _f_and_p(logits, k)
+    top = logits.softmax(-1).topk(k, -1)
+    w = torch.zeros_like(logits).scatter(1, top.indices, top.values / top.values.sum(-1, keepdim=True))
+    return logits.shape[-1] * (f * w.mean(0)).sum()
+
+
+def balance_logits_p(logits, k):
+    f, _ = _f_and_p(logits, k)
+    return logits.shape[-1] * (f * logits.mean(0)).sum()
+
+
+def balance_float(logits, k):
+    return balance_bincount(logits, k).item()
+
+
+def balance_detached(logits, k):
+    return balance_bincount(logits.detach(), k)
+
+
+def balance_differentiable_counts(logits, k):  # soft counts in the gradient, hard counts in the value
+    f, p = _f_and_p(logits, k)
+    soft = logits.softmax(-1).mean(0) * k
+    f = f + soft - soft.detach()
+    return logits.shape[-1] * (f * p).sum()
+
+
+def balance_tokens_axis(logits, k):
+    n = logits.shape[-1]
+    probs = logits.softmax(0)
+    counts = torch.bincount(probs.topk(k, -1).indices.reshape(-1), minlength=n).float()
+    return n * (counts / len(logits) * probs.mean(0)).sum()
+
+
+def balance_counts_not_divided(logits, k):
+    n = logits.shape[-1]
+    probs = logits.softmax(-1)
+    counts = torch.bincount(probs.topk(k, -1).indices.reshape(-1), minlength=n).float()
+    return n * (counts * probs.mean(0)).sum()
+
+
+def balance_p_summed(logits, k):
+    f, _ = _f_and_p(logits, k)
+    return logits.shape[-1] * (f * logits.softmax(-1).sum(0)).sum()
+
+
+def balance_mean_of_products(logits, k):
+    n = logits.shape[-1]
+    probs = logits.softmax(-1)
+    chosen = F.one_hot(probs.topk(k, -1).indices, n).sum(1).float()
+    return n * (chosen * probs).sum(-1).mean()
+
+
+def balance_squared(logits, k):  # nobody listed this: f_i² + P_i² as the penalty
+    f, p = _f_and_p(logits, k)
+    return logits.shape[-1] * (f * f + p * p).sum() / 2
+
+
+@pytest.mark.parametrize("answer", [balance_bincount, balance_loop])
+def test_balance_accepts_right_variants(answer):
+    _passes("7.6", answer)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    (balance_no_e, "factor E"),
+    (balance_over_tk, "not by T·k"),
+    (balance_top1_counts, "first choice"),
+    (balance_soft_counts, "not the mean probability"),
+    (balance_renormalised_p, "*full* softmax"),
+    (balance_logits_p, "raw router logits"),
+    (balance_float, "Python number"),
+    (balance_detached, "no gradient"),
+    (balance_differentiable_counts, "gradient differs"),
+    (balance_tokens_axis, "across the tokens"),
+    (balance_counts_not_divided, "T times too large"),
+    (balance_p_summed, "T times too large"),
+    (balance_mean_of_products, "mean of products"),
+])
+def test_balance_names_the_mistake(answer, phrase):
+    failed_with("7.6", answer, phrase)
+
+
+def test_balance_names_a_mistake_nobody_listed():
+    result = evaluate("7.6", balance_squared)
+    assert result.status == "failed", result.message
+
+
+def test_balance_probes_hold_for_the_reference():
+    assert all_hold(phase7._balance_probes(reference("7.6"), phase7._balance_inputs(), 2))
+
+
+# --- 7.7 the forward process of diffusion --------------------------------------------------------------------------
 # The learner's function is f(x0 (B, C, H, W), noise, t (B,), betas (T,)) -> x_t.
 
 def _abar(betas, t, op=None):
@@ -601,7 +851,7 @@ def noise_t_plus_one(x0, noise, t, betas):  # ᾱ one step late: a mistake nobod
 
 @pytest.mark.parametrize("answer", [noise_right_via_log])
 def test_forward_process_accepts_right_variants(answer):
-    _passes("7.5", answer)
+    _passes("7.7", answer)
 
 
 @pytest.mark.parametrize("answer, phrase", [
@@ -617,15 +867,15 @@ def test_forward_process_accepts_right_variants(answer):
     (noise_in_place, "changed one of the tensors"),
 ])
 def test_forward_process_names_the_mistake(answer, phrase):
-    failed_with("7.5", answer, phrase)
+    failed_with("7.7", answer, phrase)
 
 
 def test_forward_process_names_a_mistake_nobody_listed():
-    result = evaluate("7.5", noise_t_plus_one)
+    result = evaluate("7.7", noise_t_plus_one)
     assert result.status == "failed" and result.named, result.message
 
 
-# --- 7.6 the clean image from the noise ----------------------------------------------------------------------------
+# --- 7.8 the clean image from the noise ----------------------------------------------------------------------------
 # The learner's function is f(x_t, eps, t (B,), betas (T,)) -> x0_hat.
 
 def x0_rearranged(x_t, eps, t, betas):  # x_t/√ᾱ − √(1/ᾱ − 1)·ε: right
@@ -668,7 +918,7 @@ def x0_first_t(x_t, eps, t, betas):
 
 @pytest.mark.parametrize("answer", [x0_rearranged])
 def test_clean_image_accepts_right_variants(answer):
-    _passes("7.6", answer)
+    _passes("7.8", answer)
 
 
 @pytest.mark.parametrize("answer, phrase", [
@@ -681,4 +931,85 @@ def test_clean_image_accepts_right_variants(answer):
     (x0_first_t, "own timestep"),
 ])
 def test_clean_image_names_the_mistake(answer, phrase):
-    failed_with("7.6", answer, phrase)
+    failed_with("7.8", answer, phrase)
+
+
+# --- 7.9 classifier-free guidance ----------------------------------------------------------------------------------
+# The learner's function is f(eps_cond, eps_uncond, scale) -> the guided estimate.
+
+def guide_mix(c, u, w):  # w ε_c + (1 − w) ε_∅: the same line written as a mix — right
+    return w * c + (1 - w) * u
+
+
+def guide_lerp(c, u, w):  # torch.lerp extrapolates past the end for w > 1: right
+    return torch.lerp(u, c, w)
+
+
+def guide_paper(c, u, w):
+    return c + w * (c - u)
+
+
+def guide_reversed(c, u, w):
+    return u + w * (u - c)
+
+
+def guide_swapped(c, u, w):
+    return c + w * (u - c)
+
+
+def guide_difference(c, u, w):
+    return w * (c - u)
+
+
+def guide_no_minus(c, u, w):
+    return w * c + u
+
+
+def guide_ignores_w(c, u, w):
+    return (c + u) / 2
+
+
+def guide_in_place(c, u, w):
+    return u.add_(w * (c - u))
+
+
+def guide_conditional_only(c, u, w):
+    return c
+
+
+def guide_parentheses(c, u, w):
+    return w * (u + (c - u))
+
+
+def guide_normalised(c, u, w):  # nobody listed this: the guided estimate rescaled to the conditional one's norm
+    out = u + w * (c - u)
+    return out * c.norm() / out.norm()
+
+
+@pytest.mark.parametrize("answer", [guide_mix, guide_lerp])
+def test_guidance_accepts_right_variants(answer):
+    _passes("7.9", answer)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    (guide_paper, "paper's formulation"),
+    (guide_reversed, "direction is reversed"),
+    (guide_swapped, "swapped"),
+    (guide_difference, "only the difference"),
+    (guide_no_minus, "without subtracting"),
+    (guide_ignores_w, "w is not used"),
+    (guide_in_place, "changed one of the estimates"),
+    (guide_conditional_only, "w is not used"),
+    (guide_parentheses, "check the parentheses"),
+])
+def test_guidance_names_the_mistake(answer, phrase):
+    failed_with("7.9", answer, phrase)
+
+
+def test_guidance_names_a_mistake_nobody_listed():
+    result = evaluate("7.9", guide_normalised)
+    assert result.status == "failed" and result.named, result.message
+
+
+def test_guidance_probes_hold_for_the_reference():
+    assert all_hold(phase7._guidance_probes(reference("7.9"), *phase7._guidance_inputs()))

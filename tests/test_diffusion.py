@@ -1,6 +1,9 @@
 """Tests for utils/diffusion.py against diffusers' DDPMScheduler: the schedule, the forward process, the clean-image
-prediction, the signal-to-noise ratio."""
+prediction, the signal-to-noise ratio; the prompt classes, guidance against diffusers' ClassifierFreeGuidance, and a
+latent diffusion model trained, saved, loaded and sampled."""
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -30,3 +33,52 @@ def test_add_noise_matches_and_predict_x0_inverts_it():
 def test_signal_to_noise_falls_from_high_to_nearly_zero():
     snr = D.signal_to_noise(D.linear_betas())
     assert bool((snr[1:] < snr[:-1]).all()) and snr[0] > 1e3 and snr[-1] < 1e-4
+
+
+def test_prompt_classes_follow_the_prompts_order():
+    from utils import unified
+    from utils.world import COLORS, SHAPES, SIZES, World
+
+    texts, _ = unified.prompts()
+    triples = [(c, s, z) for c in COLORS for s in SHAPES for z in SIZES]
+    assert [D.prompt_class(*t) for t in triples] == list(range(D.n_classes())) and len(texts) == D.n_classes()
+    assert all(texts[D.prompt_class(c, s, z)] == f"a {z} {c} {s}." for c, s, z in triples)
+    scene = World(0, image_size=32, max_objects=1).arrays("train", 1)[1][0]
+    o = scene.objects[0]
+    assert texts[D.scene_class(scene)] == f"a {o.size} {o.color} {o.shape}."
+
+
+def test_guided_noise_equals_diffusers_guider():
+    from diffusers.guiders import ClassifierFreeGuidance
+
+    g = torch.Generator().manual_seed(0)
+    cond, uncond = torch.randn(2, 4, 3, 3, generator=g), torch.randn(2, 4, 3, 3, generator=g)
+    for w in (0.0, 1.0, 4.0):
+        want = ClassifierFreeGuidance(guidance_scale=w).forward(cond, uncond).pred
+        assert torch.allclose(D.guided_noise(cond, uncond, w), want, atol=1e-6)
+
+
+def test_latent_diffusion_trains_saves_loads_and_samples(tmp_path):
+    z = torch.randn(32, 16, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.05 + 0.1
+    mean, std = D.latent_statistics(z)
+    torch.manual_seed(0)
+    model = D.LatentDiffusion(D.tiny_denoiser(widths=(16, 32)), mean, std, D.scheduler())
+    assert torch.allclose(model.destandardise(model.standardise(z)), z, atol=1e-6)
+    assert model.standardise(z).std(dim=(0, 2, 3)).sub(1).abs().max() < 0.01
+    history = D.train_denoiser(model, z, torch.randint(48, (32,)), steps=3, batch_size=8, desc="test")
+    assert len(history.losses) == 3 and all(math.isfinite(v) for v in history.losses)
+    D.save_ldm(model, tmp_path)
+    again = D.load_ldm(tmp_path)
+    assert torch.equal(again.mean, mean) and torch.equal(again.std, std)
+    calls = []
+
+    def guide(c, u, w):
+        calls.append(w)
+        return D.guided_noise(c, u, w)
+
+    labels = torch.tensor([0, 7, 47])
+    x, kept = D.sample(again, labels, guidance=2.5, steps=4, keep=[0, 3], guide=guide,
+                       generator=torch.Generator().manual_seed(2))
+    assert x.shape == (3, 16, 8, 8) and sorted(kept) == [0, 3] and calls == [2.5] * 4
+    y, _ = D.sample(again, labels, guidance=2.5, steps=4, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(x, y, atol=1e-5)                       # DDIM is deterministic given the start noise

@@ -5,7 +5,8 @@ import pytest
 
 def test_selection_by_short_or_full_name_keeps_zoo_order():
     assert make_models.selected([]) == ["gpt", "clip", "vlm", "whisper", "ctc", "codec", "tts", "video",
-                                           "tubelet", "vqvae", "chameleon"]
+                                           "tubelet", "vqvae", "chameleon", "ldm"]
+    assert make_models.selected(["tiny-ldm-shapes", "vqvae"]) == ["vqvae", "ldm"]  # its latents first
     assert make_models.selected(["tiny-chameleon-shapes", "vqvae"]) == ["vqvae", "chameleon"]  # tokenizer first
     assert make_models.selected(["tiny-tubelet-vlm-shapes", "video"]) == ["video", "tubelet"]
     assert make_models.selected(["tiny-clip-shapes"]) == ["clip"]

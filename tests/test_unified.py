@@ -100,6 +100,65 @@ def test_train_unified_records_both_losses(vocab_and_tokenizer):
     assert all(math.isfinite(v) for v in curves["text"] + curves["image"] + history.losses)
 
 
+def _tiny_data(tok, n=8):
+    scenes = World(0, image_size=32, max_objects=1).arrays("train", n)[1]
+    return U.UnifiedData(torch.randint(16, (n, 2, 2), generator=torch.Generator().manual_seed(2)),
+                         [U.caption_ids(tok, [caption(s, template=k) for k in range(5)]) for s in scenes])
+
+
+def test_weightings_match_their_definitions(vocab_and_tokenizer):
+    vocab, tok = vocab_and_tokenizer
+    data = _tiny_data(tok)
+    to_image = torch.tensor([True, True, True, False])
+    ids, labels = U.make_batch(data, vocab, torch.arange(4), to_image, torch.zeros(4, dtype=torch.long))
+    logits = torch.randn(*ids.shape, vocab.size, generator=torch.Generator().manual_seed(3))
+    targets = labels[:, 1:]
+    each = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, vocab.size), targets.reshape(-1),
+                                             ignore_index=-100, reduction="none").view(targets.shape)
+    valid = targets != -100
+    pooled = U._weighted_loss(logits, labels, to_image, "pooled")
+    assert torch.isclose(pooled, each[valid].mean())
+    direction = U._weighted_loss(logits, labels, to_image, "direction")
+    rows_t2i, rows_i2t = valid & to_image[:, None], valid & ~to_image[:, None]
+    assert torch.isclose(direction, each[rows_t2i].mean() + each[rows_i2t].mean())
+    only_t2i = U._weighted_loss(logits[:3], labels[:3], to_image[:3], "direction")   # a missing direction adds 0
+    assert torch.isclose(only_t2i, each[:3][valid[:3]].mean())
+    with pytest.raises(ValueError, match="weighting"):
+        U._weighted_loss(logits, labels, to_image, "tokens")
+
+
+def test_task_losses_read_the_right_modality(vocab_and_tokenizer):
+    vocab, tok = vocab_and_tokenizer
+    data = _tiny_data(tok, 4)
+    batches = U.task_batches(data, vocab)
+    ids_c, _ = batches["captioning"]
+    ids_d, _ = batches["drawing"]
+    assert (ids_c[:, 1] == vocab.boi).all() and (ids_d[:, 1] != vocab.boi).all()
+    torch.manual_seed(0)
+    model = U.create_unified(vocab, hidden=32, layers=1, heads=2).train()
+    got = U.task_losses(model, batches, vocab)
+    assert model.training                                    # the mode is restored
+    with torch.no_grad():
+        model.eval()
+        for name, which in (("captioning", 0), ("drawing", 1)):
+            ids, labels = batches[name]
+            logits = model(input_ids=ids, attention_mask=labels != -100).logits
+            assert math.isclose(got[name], float(U.modality_losses(logits, labels, vocab.image_offset,
+                                                                   vocab.n_codes)[which]), rel_tol=1e-5)
+
+
+def test_train_unified_adds_the_extra_loss(vocab_and_tokenizer):
+    vocab, tok = vocab_and_tokenizer
+    torch.manual_seed(0)
+    model = U.create_unified(vocab, hidden=32, layers=1, heads=2)
+    seen = []
+    history, curves = U.train_unified(model, _tiny_data(tok), vocab, steps=3, batch_size=4, weighting="pooled",
+                                      desc="test", extra_loss=lambda labels: seen.append(labels.shape) or
+                                      torch.tensor(0.5))
+    assert len(seen) == 3 and curves["extra"] == [0.5, 0.5, 0.5]
+    assert all(math.isfinite(v) for v in history.losses)
+
+
 def test_pixel_judges_read_rendered_objects():
     images, scenes = World(3, image_size=32, max_objects=1).arrays("val", 60)
     assert U.palette_color(images) == [s.objects[0].color for s in scenes]

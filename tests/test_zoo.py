@@ -240,6 +240,25 @@ def test_tiny_chameleon_loads_offline_and_meets_its_card():
     assert f"{want['drawing']['color']:.3f}" in (path / "README.md").read_text()
 
 
+def test_tiny_ldm_loads_offline_and_meets_its_card():
+    """UNet2DModel + DDPMScheduler.from_pretrained: the guidance sweep re-measured with the card's seed."""
+    import make_models  # tools/ is on sys.path (tests/conftest.py)
+
+    from utils import diffusion, vq
+
+    path = ZOO / "tiny-ldm-shapes"
+    card = json.loads((path / "metrics.json").read_text())
+    model = diffusion.load_ldm(path)
+    assert model.unet.config.num_class_embeds == diffusion.n_classes() + 1
+    got, want = make_models.ldm_metrics(model, vq.load_vqvae(), card["recipe"]), card["metrics"]
+    for w, scores in want["guidance"].items():  # sampled: a trajectory may branch on another CPU
+        for key in ("color", "shape", "both", "palette color"):
+            assert got["guidance"][w][key] == pytest.approx(scores[key], abs=0.06), (w, key)
+    g = want["guidance"]
+    assert g["4"]["both"] >= 0.8 and g["4"]["both"] >= g["1"]["both"] + 0.03  # guidance helps
+    assert f"{want['guidance']['4']['both']:.3f}" in (path / "README.md").read_text()
+
+
 @pytest.mark.parametrize("name", ["tiny-video-vlm-shapes", "tiny-tubelet-vlm-shapes"])
 def test_video_vlms_load_offline_and_meet_their_cards(name):
     """Both video VLMs reassemble from their saved parts and re-measure every row of their cards."""

@@ -1107,8 +1107,6 @@ def chameleon_metrics(model, tokenizer, r: dict) -> dict:
 def make_chameleon(out: Path = ZOO / "tiny-chameleon-shapes") -> dict:
     """Train and save tiny-chameleon-shapes (LlamaForCausalLM + its union tokenizer) with its card; returns its
     metrics (needs tiny-vqvae-shapes and tiny-clip-shapes)."""
-    from transformers import LlamaForCausalLM
-
     from utils import unified
 
     r = CHAMELEON_RECIPE
@@ -1117,7 +1115,7 @@ def make_chameleon(out: Path = ZOO / "tiny-chameleon-shapes") -> dict:
     env.seed_everything(r["seed"])
     data, tokenizer, vocab, _ = chameleon_data(r)
     torch.manual_seed(r["seed"])
-    model = LlamaForCausalLM(unified.tiny_unified_config(vocab, r["hidden"], r["layers"], r["heads"]))
+    model = unified.create_unified(vocab, hidden=r["hidden"], layers=r["layers"], heads=r["heads"])
     start = time.perf_counter()
     _, curves = unified.train_unified(model, data, vocab, steps=r["steps"], batch_size=r["batch_size"], lr=r["lr"],
                                       text_to_image_share=r["text_to_image_share"], seed=r["seed"],
@@ -1158,11 +1156,133 @@ def measure_chameleon(out: Path = ZOO / "tiny-chameleon-shapes", training: dict 
     return metrics
 
 
+LDM_RECIPE = {"world_seed": 0, "train_scenes": 20000, "widths": [64, 128], "steps": 6000, "batch_size": 128,
+              "lr": 2e-3, "drop_condition": 0.1, "seed": 0, "threads": 2, "samples_per_prompt": 4,
+              "sample_steps": 20, "guidance": [1.0, 2.0, 4.0, 7.0]}
+
+LDM_CARD = """# tiny-ldm-shapes
+
+A class-conditional latent diffusion model of the shapes world (`utils.diffusion`): `diffusers`' `UNet2DModel`
+(widths {widths}, attention at the 4×4 level; {params:,} parameters) predicting the noise of the continuous 16 × 8 × 8
+latents of tiny-vqvae-shapes (standardised per channel: `latent_statistics.json`), conditioned on one of the world's
+{n_classes} prompt classes (colour × shape × size) or on the empty class ∅ (id {n_classes}) — classifier-free
+guidance. Images come out of the VQ-VAE's decoder, which snaps each latent vector to its nearest codeword. The course's
+diffusion model (Phase 7).
+
+```python
+from diffusers import DDPMScheduler, UNet2DModel
+unet = UNet2DModel.from_pretrained("data/models/tiny-ldm-shapes/unet")
+scheduler = DDPMScheduler.from_pretrained("data/models/tiny-ldm-shapes/scheduler")
+# utils.diffusion.load_ldm() bundles both with the latent statistics; utils.diffusion.sample(..., guidance=4.0) draws
+```
+
+## Training
+- Data: `World(seed={world_seed}, image_size=32, max_objects=1)` train split, {train_scenes:,} one-object scenes (never
+  a red triangle: classes {unseen} have no example, their embeddings stay untrained), encoded by tiny-vqvae-shapes.
+- DDPM (1,000 steps, linear β from 1e-4 to 0.02, ε-prediction, MSE); the class replaced by ∅ with probability
+  {drop_condition}. AdamW, one-cycle LR {lr}, batch {batch_size}, {steps} steps, seed {seed}, {threads} threads —
+  `utils.diffusion.train_denoiser`.
+- Command: `make models MODEL=tiny-ldm-shapes` (tools/make_models.py; needs tiny-vqvae-shapes); {seconds:.0f} s on a
+  2-core CPU. Final loss (mean of the last 200 steps): {final_loss:.4f}.
+
+## Metrics (`tests/test_zoo.py` re-measures them through `from_pretrained`)
+The {n_prompts} seen prompt classes, {samples} samples each, DDIM in {sample_steps} steps (`diffusers`'
+`DDIMScheduler`) at each guidance weight w (ε̃ = ε_∅ + w (ε_c − ε_∅)), decoded and judged by the zoo CLIP (zero-shot
+over the 24 colour × shape classes) and by the pixel palette check:
+
+| w | colour | shape | both | palette colour |
+|---|---|---|---|---|
+{rows}
+"""
+
+
+def ldm_data(r: dict = LDM_RECIPE):
+    """(latents (N, 16, 8, 8), classes (N,), VQ-VAE) of the recipe's train scenes."""
+    from utils import diffusion, vq
+    from utils.world import World
+
+    vqvae = vq.load_vqvae()
+    images, scenes = World(seed=r["world_seed"], image_size=32, max_objects=1).arrays("train", r["train_scenes"])
+    latents = diffusion.image_latents(vqvae, vq.to_model_range(images))
+    return latents, torch.tensor([diffusion.scene_class(s) for s in scenes]), vqvae
+
+
+def ldm_metrics(model, vqvae, r: dict) -> dict:
+    """The card's numbers: per guidance weight, the zoo CLIP's and the palette's verdicts on the seen classes."""
+    from utils import diffusion, unified, vq
+    from utils.world import COLORS, SHAPES, SIZES
+
+    judge = unified.ClipJudge()
+    triples = [(c, s, z) for c in COLORS for s in SHAPES for z in SIZES]
+    seen = [i for i, (c, s, _) in enumerate(triples) if (c, s) != ("red", "triangle")]
+    classes = torch.tensor(seen).repeat(r["samples_per_prompt"])
+    wanted = [triples[i][:2] for i in classes.tolist()]
+    out = {}
+    for w in r["guidance"]:
+        g = torch.Generator().manual_seed(r["seed"])
+        z, _ = diffusion.sample(model, classes, guidance=w, steps=r["sample_steps"], generator=g)
+        s = unified.drawing_scores(vq.to_uint8(diffusion.decode_latents(vqvae, z)), wanted, judge)
+        out[f"{w:g}"] = {k: round(s[k], 4) for k in ("color", "shape", "both", "palette color")}
+    return {"guidance": out, "prompts": len(seen), "samples": r["samples_per_prompt"]}
+
+
+def make_ldm(out: Path = ZOO / "tiny-ldm-shapes") -> dict:
+    """Train and save tiny-ldm-shapes (UNet2DModel + DDPM schedule + latent scale) with its card; returns its metrics
+    (needs tiny-vqvae-shapes and tiny-clip-shapes)."""
+    from utils import diffusion
+
+    r = LDM_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    env.seed_everything(r["seed"])
+    latents, classes, _ = ldm_data(r)
+    torch.manual_seed(r["seed"])
+    model = diffusion.LatentDiffusion(diffusion.tiny_denoiser(widths=r["widths"]),
+                                      *diffusion.latent_statistics(latents), diffusion.scheduler())
+    start = time.perf_counter()
+    history = diffusion.train_denoiser(model, latents, classes, steps=r["steps"], batch_size=r["batch_size"],
+                                       lr=r["lr"], drop_condition=r["drop_condition"], seed=r["seed"],
+                                       desc="tiny LDM")
+    seconds = time.perf_counter() - start
+    out.mkdir(parents=True, exist_ok=True)
+    diffusion.save_ldm(model, out)
+    every = 50
+    losses = history.losses
+    training = {"recipe": r, "train_seconds": round(seconds, 1),
+                "loss_curve": [round(float(np.mean(losses[i:i + every])), 5) for i in range(0, len(losses), every)],
+                "final_loss": round(float(np.mean(losses[-200:])), 5)}
+    torch.set_num_threads(threads)
+    return measure_ldm(out, training)
+
+
+def measure_ldm(out: Path = ZOO / "tiny-ldm-shapes", training: dict | None = None) -> dict:
+    """Measure the saved latent diffusion model (through ``from_pretrained``) and write metrics.json and the card."""
+    from utils import diffusion, vq
+    from utils.world import COLORS, SHAPES, SIZES
+
+    training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
+                            if k in ("recipe", "train_seconds", "loss_curve", "final_loss")}
+    r = training["recipe"]
+    model = diffusion.load_ldm(out)
+    metrics = ldm_metrics(model, vq.load_vqvae(), r)
+    params = sum(p.numel() for p in model.unet.parameters())
+    result = {**training, "metrics": metrics, "params": params}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    rows = "\n".join(f"| {w} | {m['color']:.3f} | {m['shape']:.3f} | {m['both']:.3f} | {m['palette color']:.3f} |"
+                     for w, m in metrics["guidance"].items())
+    unseen = ", ".join(str(diffusion.prompt_class("red", "triangle", z)) for z in SIZES)
+    (out / "README.md").write_text(LDM_CARD.format(
+        params=params, n_classes=len(COLORS) * len(SHAPES) * len(SIZES), unseen=unseen,
+        seconds=training["train_seconds"], final_loss=training["final_loss"], n_prompts=metrics["prompts"],
+        samples=metrics["samples"], rows=rows, **r))
+    return metrics
+
+
 MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm-shapes",
           "whisper": "tiny-whisper-shapes", "ctc": "tiny-ctc-shapes", "codec": "tiny-codec-speech",
           "tts": "tiny-tts-speech", "video": "tiny-video-vlm-shapes",
           "tubelet": "tiny-tubelet-vlm-shapes", "vqvae": "tiny-vqvae-shapes",
-          "chameleon": "tiny-chameleon-shapes"}  # in training order
+          "chameleon": "tiny-chameleon-shapes", "ldm": "tiny-ldm-shapes"}  # in training order
 
 
 def selected(args: list[str]) -> list[str]:
@@ -1179,6 +1299,6 @@ if __name__ == "__main__":
     makers = {"gpt": make_tiny_gpt, "clip": make_tiny_clip, "vlm": make_tiny_vlm, "whisper": make_tiny_whisper,
               "ctc": make_tiny_ctc, "codec": make_tiny_codec, "tts": make_tts, "video": make_video_vlm,
               "tubelet": make_tubelet_vlm, "vqvae": make_vqvae,
-              "chameleon": make_chameleon}
+              "chameleon": make_chameleon, "ldm": make_ldm}
     for name in selected(sys.argv[1:]):
         print(f"{MODELS[name]}:", makers[name]())

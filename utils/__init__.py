@@ -44,9 +44,13 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  intelligibility (Phase 6)
 * ``vq``         discrete image tokens: the vector quantiser, codebook perplexity and dead codes, the zoo VQ-VAE
                  (diffusers' VQModel), tokenize/detokenize, PSNR (Phase 7)
-* ``unified``    a tiny Chameleon: one LlamaForCausalLM over words and image codes, per-modality losses, drawing
-                 with image tokens only, captioning, the CLIP and pixel judges of drawings (Phase 7)
-* ``diffusion``  DDPM's forward process and its inverse, the noise schedule and SNR, diffusers' DDPMScheduler
+* ``unified``    a tiny Chameleon: one LlamaForCausalLM over words and image codes, per-modality losses, loss
+                 weightings and task losses, drawing with image tokens only, captioning, the CLIP and pixel judges
+                 of drawings (Phase 7)
+* ``moe``        mixture of experts: top-k routing, Switch's load-balancing loss, transformers' Mixtral MoE block
+                 dropped into a Llama layer, where each modality's tokens go (Phase 7)
+* ``diffusion``  DDPM's forward process and its inverse, the noise schedule and SNR, diffusers' DDPMScheduler; a
+                 class-conditional latent diffusion model (UNet2DModel), classifier-free guidance, DDIM sampling
                  (Phase 7)
 * ``colab``      installs what Colab lacks (Phase 0)
 """

@@ -264,6 +264,12 @@ def quiet_libraries() -> None:
         hf_logging.set_verbosity_error()
     except ImportError:  # transformers is optional for utils itself
         pass
+    try:
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.set_verbosity_error()  # e.g. "Guiders are currently an experimental feature"
+    except ImportError:
+        pass
 
 
 def setup(seed: int = 0, check: bool = True) -> "torch.device":

@@ -114,6 +114,14 @@ def tiny_unified_config(vocab: Vocab, hidden: int = 128, layers: int = 4, heads:
                        bos_token_id=vocab.bos, eos_token_id=vocab.eos)
 
 
+def create_unified(vocab: Vocab, **config) -> "LlamaForCausalLM":  # noqa: F821 - transformers is imported lazily
+    """A new, untrained tiny Chameleon over ``vocab``: ``LlamaForCausalLM`` of :func:`tiny_unified_config` (keyword
+    arguments: hidden, layers, heads, positions). Seed torch first for a reproducible start."""
+    from transformers import LlamaForCausalLM
+
+    return LlamaForCausalLM(tiny_unified_config(vocab, **config))
+
+
 def load_unified(path: str | Path = UNIFIED_DIR):
     """(model in eval mode, tokenizer, Vocab) of a saved tiny Chameleon, through ``from_pretrained``."""
     from transformers import AutoTokenizer, LlamaForCausalLM
@@ -160,12 +168,23 @@ def make_batch(data: UnifiedData, vocab: Vocab, index: torch.Tensor, to_image: t
 
 
 def train_unified(model, data: UnifiedData, vocab: Vocab, *, steps: int, batch_size: int = 64, lr: float = 2e-3,
-                  text_to_image_share: float = 0.5, image_weight: float = 1.0, seed: int = 0, desc: str = "unified",
-                  on_step=None) -> tuple[History, dict[str, list[float]]]:
+                  text_to_image_share: float = 0.5, image_weight: float = 1.0, weighting: str = "modality",
+                  seed: int = 0, desc: str = "unified", on_step=None,
+                  extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None
+                  ) -> tuple[History, dict[str, list[float]]]:
     """Train on mixed batches: a share ``text_to_image_share`` of the sequences are text → image, the rest image →
-    text; loss = text loss + ``image_weight`` × image loss (the two of :func:`modality_losses`). AdamW, one-cycle
-    schedule. Returns the history of the total loss and the per-modality loss curves {"text": [...], "image":
-    [...]} (one value per step)."""
+    text. The loss depends on ``weighting``:
+
+    - "modality" (the zoo's): text loss + ``image_weight`` × image loss, the two of :func:`modality_losses`, each a
+      mean over its own targets;
+    - "pooled": the plain language-model loss, one mean over all targets — each kind of token weighs as much as its
+      share of the batch;
+    - "direction": the mean over the text → image sequences' targets plus the mean over the image → text ones — each
+      direction weighs the same however rare it is in the batch (reweighting instead of upsampling).
+
+    AdamW, one-cycle schedule. Returns the history of the total loss and the per-modality loss curves {"text": [...],
+    "image": [...]} (one value per step). ``extra_loss(labels)``, if given, is added to each step's loss after the
+    forward pass (e.g. an MoE balancing term, :func:`utils.moe.balance_term`); its values go to ``curves["extra"]``."""
     torch.manual_seed(env.seed(seed))
     g = env.generator(seed)
     optimizer, schedule = adamw_one_cycle(model.parameters(), lr, steps)
@@ -185,11 +204,59 @@ def train_unified(model, data: UnifiedData, vocab: Vocab, *, steps: int, batch_s
         text, image = modality_losses(logits, labels.to(model.device), vocab.image_offset, vocab.n_codes)
         curves["text"].append(text.item())
         curves["image"].append(image.item())
-        return update(text + image_weight * image, optimizer, schedule, max_grad_norm=1.0)
+        if weighting == "modality":
+            loss = text + image_weight * image
+        else:
+            loss = _weighted_loss(logits, labels.to(model.device), batch[1].to(model.device), weighting)
+        if extra_loss is not None:
+            extra = extra_loss(labels)
+            curves.setdefault("extra", []).append(extra.item())
+            loss = loss + extra
+        return update(loss, optimizer, schedule, max_grad_norm=1.0)
 
     history = train(step, batches(), steps, desc=desc, on_step=on_step)
     model.eval()
     return history, curves
+
+
+def _weighted_loss(logits: torch.Tensor, labels: torch.Tensor, to_image: torch.Tensor, weighting: str) -> torch.Tensor:
+    """The next-token loss of a batch, "pooled" (one mean over all targets) or "direction" (a mean per direction —
+    text → image rows, image → text rows — summed; a direction absent from the batch adds 0)."""
+    targets = labels[:, 1:]
+    losses = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
+                             reduction="none").view(targets.shape)
+    valid = targets != -100
+    if weighting == "pooled":
+        return losses[valid].mean()
+    if weighting != "direction":
+        raise ValueError(f"weighting is 'modality', 'pooled' or 'direction', not {weighting!r}")
+    rows = [valid & to_image[:, None], valid & ~to_image[:, None]]
+    return sum(losses[r].sum() / r.sum().clamp(min=1) for r in rows)
+
+
+def task_batches(data: UnifiedData, vocab: Vocab, template: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Every example of ``data`` as two fixed batches (ids, labels): "captioning" (image → text) and "drawing" (text
+    → image), with caption template ``template`` — the held-out sets of :func:`task_losses`."""
+    n = len(data)
+    index, template_ = torch.arange(n), torch.full((n,), template)
+    return {"captioning": make_batch(data, vocab, index, torch.zeros(n, dtype=torch.bool), template_),
+            "drawing": make_batch(data, vocab, index, torch.ones(n, dtype=torch.bool), template_)}
+
+
+@torch.no_grad()
+def task_losses(model, batches: dict[str, tuple[torch.Tensor, torch.Tensor]], vocab: Vocab) -> dict[str, float]:
+    """The loss of each task on the batches of :func:`task_batches`: the text loss of the image → text sequences
+    (captioning: the words given the image) and the image loss of the text → image ones (drawing: the codes given
+    the caption)."""
+    was_training = model.training
+    model.eval()
+    out = {}
+    for name, which in (("captioning", 0), ("drawing", 1)):
+        ids, labels = batches[name]
+        logits = model(input_ids=ids.to(model.device), attention_mask=(labels != -100).to(model.device)).logits
+        out[name] = float(modality_losses(logits, labels.to(model.device), vocab.image_offset, vocab.n_codes)[which])
+    model.train(was_training)
+    return out
 
 
 def only_image_tokens(logits: torch.Tensor, image_offset: int, n_codes: int) -> torch.Tensor:

@@ -3,12 +3,14 @@
 Oracles: ``vector_quantize_pytorch``'s ``VectorQuantize`` with the same codebook and its plain straight-through
 estimator (7.1: the nearest-code indices, the quantised values and the gradient that reaches the latents), and
 ``torch.distributions.Categorical``'s entropy (7.2), ``transformers``' causal-LM loss (``ForCausalLMLoss``) with the
-other modality's labels set to -100 (7.3), ``transformers``' ``SuppressTokensLogitsProcessor`` (7.4), and
-``diffusers``' ``DDPMScheduler`` (7.5: ``add_noise``; 7.6: ``step``'s ``pred_original_sample``).
+other modality's labels set to -100 (7.3), ``transformers``' ``SuppressTokensLogitsProcessor`` (7.4), Mixtral's
+``MixtralTopKRouter`` (7.5) and ``load_balancing_loss_func`` (7.6) from ``transformers``, and ``diffusers``'
+``DDPMScheduler`` (7.7: ``add_noise``; 7.8: ``step``'s ``pred_original_sample``) and ``ClassifierFreeGuidance`` (7.9).
 
 7.1 the vector quantiser (nearest code, straight-through gradient, codebook and commitment losses), 7.2 codebook
-perplexity, 7.3 the loss of each modality, 7.4 drawing with image tokens only, 7.5 the forward process of diffusion,
-7.6 the clean image from the noise.
+perplexity, 7.3 the loss of each modality, 7.4 drawing with image tokens only, 7.5 routing tokens to experts, 7.6 the
+load-balancing loss, 7.7 the forward process of diffusion, 7.8 the clean image from the noise, 7.9 classifier-free
+guidance.
 
 Besides the known mistakes, each check probes properties every right answer has: a codeword is quantised to itself,
 renumbering the codebook renumbers the codes and changes nothing else, every latent vector is quantised on its own,
@@ -16,9 +18,12 @@ the gradient of the quantised latents reaches the latents unchanged and never th
 only the codebook and the commitment loss only the encoder; perplexity is the number of codes when all are used
 equally and 1 when one is, ignores codes never used and the order of the tokens; the loss of each modality is
 decided by the token *predicted* (one step ahead), ignores padding and does not depend on how the batch is padded or
-split; the image-token restriction keeps the image codes' logits as they are and only those, in a new tensor; the
+split; the image-token restriction keeps the image codes' logits as they are and only those, in a new tensor; a
+token's routing weights sum to 1, ignore a shift of its scores, depend on its own scores only and make top-1 a hard
+choice; the balancing loss is k when routing is even, E when it collapses, and blind to the order of the tokens; the
 forward process leaves x₀ almost as it is at t = 0, shrinks it by exactly √ᾱ_t when the noise is zero, uses each
-example's own timestep, and the clean-image prediction undoes it exactly when given the true noise.
+example's own timestep, and the clean-image prediction undoes it exactly when given the true noise; guidance gives
+the conditional estimate back at w = 1, the unconditional one at w = 0, and moves linearly in w, elementwise.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import diffusion as udiffusion
+from .. import moe as umoe
 from .. import unified as uunified
 from .. import vq as uvq
 from . import CheckFailed, Mismatch, register
@@ -642,7 +648,280 @@ def _probabilities(t: torch.Tensor) -> bool:
     return bool((t >= 0).all()) and torch.allclose(t.sum(-1), torch.ones(len(t)))
 
 
-# --- 7.5 and 7.6 the forward process and the clean image -----------------------------------------------------------
+# --- 7.5 routing tokens to experts ---------------------------------------------------------------------------------
+
+def _router_inputs() -> torch.Tensor:
+    """Router logits (6, 5): 6 tokens, 5 experts, no ties, with one row whose best logit is negative and one whose
+    scores are large — so that a softmax over the wrong set or the wrong axis shows."""
+    g = torch.Generator().manual_seed(80)
+    x = torch.randn(6, 5, generator=g) * 1.5
+    x[2] -= 4.0
+    x[4] *= 3.0
+    return x
+
+
+def _oracle_route(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """transformers' MixtralTopKRouter with an identity weight, so that its router logits are ``logits``."""
+    from transformers import MixtralConfig
+    from transformers.models.mixtral.modeling_mixtral import MixtralTopKRouter
+
+    n = logits.shape[-1]
+    router = MixtralTopKRouter(MixtralConfig(hidden_size=n, num_local_experts=n, num_experts_per_tok=k))
+    with torch.no_grad():
+        router.weight.copy_(torch.eye(n))
+        _, weights, experts = router(logits.clone())
+    return weights, experts
+
+
+def _routed(out, k: int, rows: int, n_experts: int = 5, what: str = "route") -> tuple[torch.Tensor, torch.Tensor]:
+    if out is None or out is Ellipsis:
+        from . import Unsolved
+
+        raise Unsolved
+    if not isinstance(out, tuple) or len(out) != 2 or not all(isinstance(o, torch.Tensor) for o in out):
+        raise CheckFailed(f"{what} should return two tensors, (weights, experts); it returned {describe(out)}.")
+    weights, experts = out
+    if weights.dtype in (torch.int64, torch.int32) and experts.is_floating_point():
+        raise CheckFailed("the two outputs are swapped: return (weights, experts) — the float mixing weights first, "
+                          "the expert indices second.")
+    if experts.is_floating_point():
+        raise CheckFailed("experts should hold integer expert indices (as topk's .indices); it is "
+                          f"{describe(experts)}.")
+    if tuple(weights.shape) == (k, n_experts) and rows != k:
+        raise CheckFailed(f"your outputs have shape (k, E) = {tuple(weights.shape)}: the top-k ran along the tokens "
+                          "(dim=0), choosing the best tokens for each expert — choose each token's best experts, "
+                          "along dim=-1, for (T, k).")
+    for name, t in (("weights", weights), ("experts", experts)):
+        if tuple(t.shape) != (rows, k):
+            extra = ""
+            if t.dim() == 2 and t.shape[-1] == n_experts:
+                extra = " — one weight per *expert* (T, E) is a dense mixture: keep only the k chosen."
+            elif t.dim() == 2:
+                extra = " — use the k you are given, not a fixed number of experts."
+            raise CheckFailed(f"{name} should have shape (T, k) = ({rows}, {k}); it is {describe(t)}{extra}")
+    return weights, experts
+
+
+def _by_expert(weights: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+    """Each token's weights as a dense (T, E) row, 0 for experts not chosen: compares answers in any order."""
+    n = int(experts.max()) + 1 if experts.numel() else 1
+    return torch.zeros(len(weights), max(n, 5)).scatter(1, experts.long(), weights.detach().float())
+
+
+def _route_probes(fn, logits: torch.Tensor, k: int) -> list[Probe]:
+    run = lambda x, kk=k: _routed(fn(x.clone(), kk), kk, len(x))  # noqa: E731
+    dense = lambda x, kk=k: _by_expert(*run(x, kk))  # noqa: E731
+    return [
+        Probe("sums to one", lambda: torch.allclose(run(logits)[0].sum(-1), torch.ones(len(logits)), atol=1e-5),
+              "each token's k weights should sum to 1: they mix the chosen experts' outputs, so softmax over the k "
+              "chosen scores (or renormalise)."),
+        Probe("shift", lambda: close(dense(logits + 3.0), dense(logits), atol=1e-5),
+              "adding the same number to all of a token's scores should change nothing (a softmax does not see it): "
+              "use a softmax of the chosen scores, not the raw scores or their share of the sum."),
+        Probe("each token alone", lambda: close(dense(logits[3:4]), dense(logits)[3:4], atol=1e-5),
+              "each token is routed on its own: take the top-k and the softmax along the experts' axis (dim=-1), "
+              "never across tokens."),
+        Probe("top-1", lambda: close(dense(logits, 1), F.one_hot(logits.argmax(-1), 5).float(), atol=1e-5),
+              "with k = 1 each token should go to its highest-scoring expert with weight 1 — use the k you are "
+              "given."),
+    ]
+
+
+@register("7.5", "routing tokens to experts", umoe.route, hints=(
+    "Each token keeps its k best-scoring experts; their weights are a softmax over those k scores only.",
+    "Section 5, 'Mixture of experts': the router scores every expert (T, E); a token's output is Σ over its k "
+    "chosen experts of weight × expert(token), so the k weights must be positive, sum to 1 and grow with the "
+    "score — and stay differentiable, or the router never learns.",
+    "Worked sub-step: `values, indices = router_logits.topk(k, dim=-1)` gives the chosen scores and their indices; "
+    "what is left is one softmax.",
+))
+def _check_route(fn) -> str:
+    logits = _router_inputs()
+    leaf = logits.clone().requires_grad_(True)
+    x_in = leaf * 1.0                           # not a leaf, so that an in-place edit runs and can be named
+    weights, experts = _routed(fn(x_in, 2), 2, len(logits))
+    if not torch.equal(x_in.detach(), logits):
+        raise CheckFailed("your function changed the router logits it was given (an in-place operation): the router "
+                          "needs them afterwards for the balancing loss — compute new tensors.")
+    want_w, want_e = _oracle_route(logits, 2)
+    got_dense, want_dense = _by_expert(weights, experts), _by_expert(want_w, want_e)
+    if not torch.equal(experts.sort(-1).values, want_e.sort(-1).values):
+        if torch.equal(experts.sort(-1).values, logits.topk(2, -1, largest=False).indices.sort(-1).values):
+            raise CheckFailed("you chose the lowest-scoring experts: topk takes the largest by default — "
+                              "largest=False (or sorting ascending) picks the worst.")
+        if torch.equal(experts.sort(-1).values, logits.softmax(0).topk(2, -1).indices.sort(-1).values):
+            raise CheckFailed("you took a softmax across the tokens (dim=0) before choosing: each token's experts "
+                              "are chosen from its own row of scores, dim=-1.")
+        probe = broken(_route_probes(fn, logits, 2))
+        raise CheckFailed(probe.hint if probe else "your experts are not each token's k highest-scoring ones "
+                          "(MixtralTopKRouter's choice).")
+    if close(got_dense, want_dense, atol=1e-5):
+        if weights.requires_grad:
+            (grad,) = torch.autograd.grad((weights * torch.arange(1.0, 3.0)).sum(), leaf, allow_unused=True)
+        else:
+            grad = None
+        if grad is None or grad.abs().sum() == 0:
+            raise CheckFailed("your weights carry no gradient back to the router logits (.detach(), .item(), numpy "
+                              "or a no_grad block?): the router only learns through them.")
+        require_properties(_route_probes(fn, logits, 2))
+        return ("the same experts and weights as transformers' MixtralTopKRouter (softmax over all experts, top-k, "
+                "renormalised — the same numbers as a softmax over the chosen scores).")
+    top = logits.topk(2, -1)
+    wrong = {
+        "your weights are the softmax over *all* experts, cut to the chosen k: they no longer sum to 1 — take the "
+        "softmax over the k chosen scores (or renormalise the kept probabilities).":
+            _by_expert(logits.softmax(-1).gather(1, top.indices), top.indices),
+        "your weights are the raw router scores: a softmax over the chosen scores turns them into positive weights "
+        "that sum to 1.": _by_expert(top.values, top.indices),
+        "every chosen expert got the same weight 1/k: then the weights do not depend on the scores and the router "
+        "gets no gradient — use a softmax over the chosen scores.":
+            _by_expert(torch.full((6, 2), 0.5), top.indices),
+        "the weights sit on the wrong experts: weights[i, j] must belong to experts[i, j] — keep topk's values and "
+        "indices in the same order.": _by_expert(top.values.softmax(-1).flip(-1), top.indices),
+        "the softmax ran across the tokens (dim=0): each token's weights come from its own k scores, dim=-1.":
+            _by_expert(top.values.softmax(0), top.indices),
+    }
+    for hint, w in wrong.items():
+        if close(got_dense, w, atol=1e-5):
+            raise CheckFailed(hint)
+    probe = broken(_route_probes(fn, logits, 2))
+    if probe is not None:
+        raise CheckFailed(probe.hint)
+    raise Mismatch("your weights differ from transformers' MixtralTopKRouter's.")
+
+
+# --- 7.6 the load-balancing loss -----------------------------------------------------------------------------------
+
+def _balance_inputs() -> torch.Tensor:
+    """Router logits (40, 4) leaning towards expert 0, so that the counts and the mean probabilities both differ
+    from uniform (and from each other)."""
+    g = torch.Generator().manual_seed(81)
+    x = torch.randn(40, 4, generator=g)
+    x[:, 0] += 0.8
+    x[:, 3] -= 0.5
+    return x
+
+
+def _oracle_balance(logits: torch.Tensor, k: int) -> torch.Tensor:
+    from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
+
+    return load_balancing_loss_func((logits,), logits.shape[-1], k)
+
+
+def _scalar(out, what: str = "load_balancing_loss") -> torch.Tensor:
+    if out is None or out is Ellipsis:
+        from . import Unsolved
+
+        raise Unsolved
+    if isinstance(out, numbers.Number):
+        raise CheckFailed(f"{what} returned a Python number ({out!r}): return a 0-dimensional tensor, so that the "
+                          "loss can be backpropagated into the router.")
+    if not isinstance(out, torch.Tensor) or out.numel() != 1:
+        raise CheckFailed(f"{what} should return one number, a 0-dimensional tensor; it returned {describe(out)}.")
+    return out.reshape(())
+
+
+def _balance_variants(logits: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """Known wrong ways, computed, by hint."""
+    n_tokens, n = logits.shape
+    p = logits.softmax(-1)
+    counts = F.one_hot(p.topk(k, -1).indices, n).sum((0, 1)).float()
+    counts1 = F.one_hot(p.argmax(-1), n).sum(0).float()
+    f, big_p = counts / n_tokens, p.mean(0)
+    topw = p.topk(k, -1)
+    renorm = torch.zeros_like(p).scatter(1, topw.indices, topw.values / topw.values.sum(-1, keepdim=True)).mean(0)
+    return {
+        "the factor E (the number of experts) is missing, or you averaged over the experts instead of summing: "
+        "E · Σ_i f_i · P_i equals k when the routing is even, whatever E is.": (f * big_p).sum(),
+        "f_i is the fraction of the T *tokens* that chose expert i among their k — divide the count by T, not by "
+        "T·k (so the f_i sum to k), as transformers' Mixtral loss does.":
+            n * (counts / (n_tokens * k) * big_p).sum(),
+        "T times too large: f_i is a fraction (divide expert i's count by T, the number of tokens) and P_i a mean "
+        "over the tokens, not a sum.": n * (counts * big_p).sum(),
+        "you averaged f · p token by token (a mean of products): the loss multiplies two means — the fraction of "
+        "tokens sent to expert i and the mean probability of expert i — and then sums over experts.":
+            n * (F.one_hot(p.topk(k, -1).indices, n).sum(1).float() * p).sum(-1).mean(),
+        "f_i counted only each token's first choice: with top-k routing, count all k chosen experts.":
+            n * (counts1 / n_tokens * big_p).sum(),
+        "f_i should be a count — the share of the token slots sent to expert i — not the mean probability: with "
+        "both factors soft the loss only asks the probabilities to be even, not the routing.":
+            n * (big_p * big_p).sum(),
+        "P_i is the mean of the *full* softmax over all E experts, not of the renormalised top-k weights.":
+            n * (f * renorm).sum(),
+        "P_i comes from the softmax probabilities, not the raw router logits.": n * (f * logits.mean(0)).sum(),
+        "the softmax ran across the tokens (dim=0): each token's probabilities come from its own row, dim=-1.":
+            n * (F.one_hot(logits.softmax(0).topk(k, -1).indices, n).sum((0, 1)).float() / n_tokens
+                 * logits.softmax(0).mean(0)).sum(),
+    }
+
+
+def _balance_probes(fn, logits: torch.Tensor, k: int) -> list[Probe]:
+    run = lambda x, kk=k: float(_scalar(fn(x.clone(), kk)).detach())  # noqa: E731
+    n = logits.shape[-1]
+    even = torch.stack([torch.roll(torch.tensor([2.0, 1.0, 0.0, -1.0]), s) for s in range(n)] * 3)
+
+    def collapsed() -> bool:
+        one = torch.zeros(12, n)
+        one[:, 0] = 30.0
+        return math.isclose(run(one, 1), n, rel_tol=1e-3)
+
+    return [
+        Probe("even routing", lambda: math.isclose(run(even, 1), 1.0, rel_tol=1e-4) and
+              math.isclose(run(even, 2), 2.0, rel_tol=1e-4),
+              "when every expert gets the same share of tokens and the same mean probability the loss should be k "
+              "(1 for top-1): E · Σ_i (k/E) · (1/E) = k."),
+        Probe("collapse", collapsed,
+              "with top-1 routing, when every token goes to expert 0 with probability ≈ 1 the loss should be ≈ E, its "
+              "maximum: f_0 = 1 and P_0 ≈ 1."),
+        Probe("token order", lambda: math.isclose(run(logits.flip(0)), run(logits), rel_tol=1e-5),
+              "the order of the tokens should not matter: f and P are shares and means over all tokens."),
+    ]
+
+
+@register("7.6", "the load-balancing loss", umoe.load_balancing_loss, builds_on=("7.5",), hints=(
+    "Two shares per expert — how many token slots it received, and how much probability the router gave it on "
+    "average — multiplied, summed, times E.",
+    "Section 5, 'Mixture of experts': f_i = the fraction of the T tokens that have expert i among their k choices "
+    "(the f_i sum to k) is a count, with no gradient; P_i = mean over tokens of softmax(router_logits)[:, i] "
+    "carries the gradient. Switch Transformer's loss is E · Σ_i f_i · P_i (Fedus et al., 2021, equation 4).",
+    "Worked sub-step: `probs = router_logits.softmax(-1)`; `F.one_hot(probs.topk(k, -1).indices, E)` is (T, k, E) "
+    "— sum it over tokens and slots to count each expert's tokens.",
+))
+def _check_balance(fn) -> str:
+    logits = _balance_inputs()
+    leaf = logits.clone().requires_grad_(True)
+    x_in = leaf * 1.0
+    got = _scalar(fn(x_in, 2))
+    if not torch.equal(x_in.detach(), logits):
+        raise CheckFailed("your function changed the router logits it was given (an in-place operation): compute "
+                          "new tensors.")
+    x_ref = logits.clone().requires_grad_(True)
+    expected = _oracle_balance(x_ref, 2)
+    if math.isclose(float(got.detach()), float(expected.detach()), rel_tol=1e-4):
+        if not got.requires_grad:
+            raise CheckFailed("the right value, but it carries no gradient (.detach(), .item(), numpy, or counts "
+                              "only?): the loss must reach the router through P_i, the mean probabilities.")
+        (g_got,) = torch.autograd.grad(got, leaf)
+        (g_ref,) = torch.autograd.grad(expected, x_ref)
+        if not close(g_got, g_ref, atol=1e-5):
+            raise CheckFailed("the right value, but the gradient differs from transformers' Mixtral loss: the counts "
+                              "f_i are constants (no gradient through the top-k choice); only P_i, the mean softmax "
+                              "probability, is differentiated.")
+        require_properties(_balance_probes(fn, logits, 2))
+        return (f"loss {float(got.detach()):.4f}, the same value and gradient as transformers' "
+                "load_balancing_loss_func (Mixtral); it is k = 2 when routing is even and grows towards E = 4 as one "
+                "expert takes all the probability.")
+    for hint, wrong in _balance_variants(logits, 2).items():
+        if math.isclose(float(got.detach()), float(wrong), rel_tol=1e-4):
+            raise CheckFailed(hint)
+    probe = broken(_balance_probes(fn, logits, 2))
+    if probe is not None:
+        raise CheckFailed(probe.hint)
+    raise Mismatch(f"your loss is {float(got.detach()):.4g}; transformers' load_balancing_loss_func gives "
+                   f"{float(expected.detach()):.4g}.")
+
+
+# --- 7.7 and 7.8 the forward process and the clean image -----------------------------------------------------------
 
 def _diffusion_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Images x0 (3, 2, 4, 4) in [-1, 1], noise like them, timesteps (3,) = 0, 7, 19 and a short schedule of 20 large
@@ -689,9 +968,9 @@ def _noise_probes(fn, x0, noise, t, betas) -> list[Probe]:
     ]
 
 
-@register("7.5", "the forward process of diffusion", udiffusion.add_noise, hints=(
+@register("7.7", "the forward process of diffusion", udiffusion.add_noise, hints=(
     "Two numbers per image, both from ᾱ_t: one multiplies the clean image, one the noise.",
-    "Section 4, 'The other road: diffusion': ᾱ_t = ∏_{s ≤ t} (1 − β_s) — a cumulative product over the schedule, "
+    "Section 6, 'The other road: diffusion': ᾱ_t = ∏_{s ≤ t} (1 − β_s) — a cumulative product over the schedule, "
     "with timesteps counted from 0 as in diffusers — and x_t = √ᾱ_t · x₀ + √(1 − ᾱ_t) · ε (Ho et al., 2020, "
     "equation 4).",
     "Worked sub-step: `abar = torch.cumprod(1 - betas, dim=0)[t].view(-1, 1, 1, 1)` gives one ᾱ per image, shaped "
@@ -743,9 +1022,9 @@ def _check_add_noise(fn) -> str:
             f"{abar[19].sqrt():.3f}: the image is almost gone.")
 
 
-@register("7.6", "the clean image from the noise", udiffusion.predict_x0, builds_on=("7.5",), hints=(
+@register("7.8", "the clean image from the noise", udiffusion.predict_x0, builds_on=("7.7",), hints=(
     "Solve the forward process's line for x₀.",
-    "Section 4, 'The other road: diffusion': x_t = √ᾱ_t · x₀ + √(1 − ᾱ_t) · ε, so x₀ = (x_t − √(1 − ᾱ_t) · ε) / "
+    "Section 6, 'The other road: diffusion': x_t = √ᾱ_t · x₀ + √(1 − ᾱ_t) · ε, so x₀ = (x_t − √(1 − ᾱ_t) · ε) / "
     "√ᾱ_t; a sampler puts the network's ε̂ in place of ε (DDPM's x̂₀, equation 15). No clipping here.",
     "Worked sub-step: `abar = torch.cumprod(1 - betas, dim=0)[t].view(-1, 1, 1, 1)`; then one line with "
     "`(1 - abar).sqrt()` and a division by `abar.sqrt()`.",
@@ -782,7 +1061,7 @@ def _check_predict_x0(fn) -> str:
     for key, wrong in _schedule_variants(betas).items():
         w = _b(wrong, t)
         mistakes[f"the schedule is off — you used {'α_t of the step alone' if key == 'alpha' else key}: x₀ needs ᾱ_t "
-                 "= torch.cumprod(1 - betas, 0)[t], as in Exercise 7.5."] = (x_t - (1 - w).sqrt() * eps_hat) / w.sqrt()
+                 "= torch.cumprod(1 - betas, 0)[t], as in Exercise 7.7."] = (x_t - (1 - w).sqrt() * eps_hat) / w.sqrt()
 
     def inverts() -> bool:
         x = require_tensor(fn(x_t.clone(), noise.clone(), t.clone(), betas.clone()), "predict_x0")
@@ -799,3 +1078,77 @@ def _check_predict_x0(fn) -> str:
     err = [(got[i] - x0[i]).abs().mean().item() for i in range(3)]
     return (f"the same x̂₀ as diffusers' DDPMScheduler.step; with a noise estimate off by 0.3, x̂₀ is off by "
             f"{err[0]:.2f} at t = 0 and {err[2]:.2f} at t = 19 — the error is amplified by √(1 − ᾱ)/√ᾱ.")
+
+
+# --- 7.9 classifier-free guidance ----------------------------------------------------------------------------------
+
+def _guidance_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    """Two noise estimates (3, 2, 4, 4), conditional and unconditional, that differ everywhere."""
+    g = torch.Generator().manual_seed(82)
+    return torch.randn(3, 2, 4, 4, generator=g), torch.randn(3, 2, 4, 4, generator=g)
+
+
+def _oracle_guidance(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    from diffusers.guiders import ClassifierFreeGuidance
+
+    return ClassifierFreeGuidance(guidance_scale=scale).forward(cond.clone(), uncond.clone()).pred
+
+
+def _guidance_probes(fn, cond: torch.Tensor, uncond: torch.Tensor) -> list[Probe]:
+    run = lambda w, c=cond, u=uncond: require_tensor(fn(c.clone(), u.clone(), w), "guided_noise")  # noqa: E731
+    return [
+        Probe("w = 1", lambda: close(run(1.0), cond),
+              "with w = 1 guidance should return the conditional estimate itself (diffusers' convention: w = 1 is "
+              "the plain conditional model)."),
+        Probe("w = 0", lambda: close(run(0.0), uncond),
+              "with w = 0 guidance should return the unconditional estimate: the condition is switched off."),
+        Probe("linear in w", lambda: close(run(5.0) - run(3.0), 2 * (cond - uncond), atol=1e-4),
+              "each unit of w should add one more (ε_c − ε_∅): guidance extrapolates along the line from the "
+              "unconditional to the conditional estimate."),
+        Probe("elementwise", lambda: close(run(3.0, cond[1:2], uncond[1:2]), run(3.0)[1:2]),
+              "guidance is elementwise: each example's result depends on its own two estimates only."),
+    ]
+
+
+@register("7.9", "classifier-free guidance", udiffusion.guided_noise, hints=(
+    "Start from the unconditional estimate and walk w times the step that leads to the conditional one.",
+    "Section 6, 'Classifier-free guidance': one network predicts the noise twice, with the condition (ε_c) and with "
+    "the empty condition (ε_∅); the guided estimate extrapolates from ε_∅ through ε_c — diffusers' convention, where "
+    "w = 1 gives ε_c back and w = 0 gives ε_∅.",
+    "Worked sub-step: the direction the condition adds is `eps_cond - eps_uncond`; scale it by w and add it to one "
+    "of the two estimates — which one makes w = 1 return eps_cond?",
+))
+def _check_guidance(fn) -> str:
+    cond, uncond = _guidance_inputs()
+    ins = [cond.clone(), uncond.clone()]
+    got = require_tensor(fn(ins[0], ins[1], 3.0), "guided_noise")
+    if not (torch.equal(ins[0], cond) and torch.equal(ins[1], uncond)):
+        raise CheckFailed("your function changed one of the estimates it was given (an in-place operation): the "
+                          "sampler may still need them — compute a new tensor.")
+    expected = _oracle_guidance(cond, uncond, 3.0)
+    w = 3.0
+    mistakes = {
+        "you used the paper's formulation, ε_c + w (ε_c − ε_∅) (Ho & Salimans' (1 + w) ε_c − w ε_∅): it is the same "
+        "family with w shifted by one, but in diffusers' convention — the one asked for — w = 1 must return ε_c: "
+        "start from ε_∅.": cond + w * (cond - uncond),
+        "the direction is reversed: the guidance pushes away from the condition. Step along ε_c − ε_∅, from the "
+        "unconditional estimate towards the conditional one.": uncond + w * (uncond - cond),
+        "the two estimates are swapped: start from the unconditional one, ε_∅, and add w (ε_c − ε_∅).":
+            cond + w * (uncond - cond),
+        "only the difference is left: add w (ε_c − ε_∅) to the unconditional estimate ε_∅ — the difference alone is "
+        "not a noise estimate.": w * (cond - uncond),
+        "you mixed the two without subtracting: ε̃ = ε_∅ + w (ε_c − ε_∅) = w ε_c + (1 − w) ε_∅; the weights of the "
+        "two estimates sum to 1.": w * cond + uncond,
+        "w is not used: the guidance weight sets how far past the conditional estimate the result goes.":
+            (cond + uncond) / 2,
+        "w multiplies only the difference (ε_c − ε_∅), not the whole estimate — check the parentheses: ε_∅ + w · "
+        "(ε_c − ε_∅).": w * (uncond + (cond - uncond)),
+        "you returned the conditional estimate unchanged: w is not used — guidance moves w times the difference "
+        "(ε_c − ε_∅) away from ε_∅.": cond.clone(),
+    }
+    probes = _guidance_probes(fn, cond, uncond)
+    diagnose(got, expected, mistakes, "your guided estimate differs from diffusers' ClassifierFreeGuidance.",
+             probes=probes)
+    require_properties(probes)
+    return ("the same estimate as diffusers' ClassifierFreeGuidance (guidance_scale = 3): ε_∅ + w (ε_c − ε_∅); w = 1 "
+            "gives the conditional model back.")
