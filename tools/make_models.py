@@ -1210,10 +1210,9 @@ def ldm_data(r: dict = LDM_RECIPE):
 def ldm_metrics(model, vqvae, r: dict) -> dict:
     """The card's numbers: per guidance weight, the zoo CLIP's and the palette's verdicts on the seen classes."""
     from utils import diffusion, unified, vq
-    from utils.world import COLORS, SHAPES, SIZES
 
     judge = unified.ClipJudge()
-    triples = [(c, s, z) for c in COLORS for s in SHAPES for z in SIZES]
+    triples = diffusion.prompt_triples()
     seen = [i for i, (c, s, _) in enumerate(triples) if (c, s) != ("red", "triangle")]
     classes = torch.tensor(seen).repeat(r["samples_per_prompt"])
     wanted = [triples[i][:2] for i in classes.tolist()]
@@ -1258,7 +1257,7 @@ def make_ldm(out: Path = ZOO / "tiny-ldm-shapes") -> dict:
 def measure_ldm(out: Path = ZOO / "tiny-ldm-shapes", training: dict | None = None) -> dict:
     """Measure the saved latent diffusion model (through ``from_pretrained``) and write metrics.json and the card."""
     from utils import diffusion, vq
-    from utils.world import COLORS, SHAPES, SIZES
+    from utils.world import SIZES
 
     training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
                             if k in ("recipe", "train_seconds", "loss_curve", "final_loss")}
@@ -1272,7 +1271,7 @@ def measure_ldm(out: Path = ZOO / "tiny-ldm-shapes", training: dict | None = Non
                      for w, m in metrics["guidance"].items())
     unseen = ", ".join(str(diffusion.prompt_class("red", "triangle", z)) for z in SIZES)
     (out / "README.md").write_text(LDM_CARD.format(
-        params=params, n_classes=len(COLORS) * len(SHAPES) * len(SIZES), unseen=unseen,
+        params=params, n_classes=diffusion.n_classes(), unseen=unseen,
         seconds=training["train_seconds"], final_loss=training["final_loss"], n_prompts=metrics["prompts"],
         samples=metrics["samples"], rows=rows, **r))
     return metrics

@@ -78,19 +78,22 @@ def scheduler(steps: int = T_STEPS, schedule: str = "linear"):
 
 # --- a class-conditional latent diffusion model with classifier-free guidance ------------------------------------
 
-def prompt_class(color: str, shape: str, size: str) -> int:
-    """The class of a (colour, shape, size) triple: its index among :func:`utils.unified.prompts`' 48 prompts
-    (colour-major, then shape, then size)."""
+def prompt_triples() -> list[tuple[str, str, str]]:
+    """Every (colour, shape, size) of the world in the order of :func:`utils.unified.prompts`' 48 prompts
+    (colour-major, then shape, then size): class k is triple k."""
     from .world import COLORS, SHAPES, SIZES
 
-    return (COLORS.index(color) * len(SHAPES) + SHAPES.index(shape)) * len(SIZES) + SIZES.index(size)
+    return [(c, s, z) for c in COLORS for s in SHAPES for z in SIZES]
+
+
+def prompt_class(color: str, shape: str, size: str) -> int:
+    """The class of a (colour, shape, size) triple: its index in :func:`prompt_triples`."""
+    return prompt_triples().index((color, shape, size))
 
 
 def n_classes() -> int:
     """How many prompt classes the world has (48); class ``n_classes()`` is the empty condition ∅ of CFG."""
-    from .world import COLORS, SHAPES, SIZES
-
-    return len(COLORS) * len(SHAPES) * len(SIZES)
+    return len(prompt_triples())
 
 
 def scene_class(scene) -> int:

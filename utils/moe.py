@@ -1,13 +1,13 @@
 """Mixture of experts inside the tiny Chameleon (Phase 7).
 
-A mixture-of-experts (MoE) layer replaces one feed-forward block by E smaller-or-equal copies ("experts") and a
+A mixture-of-experts (MoE) layer replaces one feed-forward block by E feed-forward blocks ("experts") and a
 *router*: a linear map from each token's hidden state to E scores. Each token goes to its top-k experts only, and
 their outputs are mixed with weights from a softmax over the chosen scores — so the layer holds E× the parameters
 while each token pays for k experts. Mixtral, DeepSeek-VL2 and Llama 4 are built this way.
 
 Left alone, a router tends to send most tokens to a few experts (they train faster, so they win more tokens...).
-Switch Transformer's load-balancing loss counters it: with f_i the share of token slots sent to expert i and P_i the
-mean router probability of expert i, ``aux = E · Σ_i f_i · P_i`` is smallest when both are uniform.
+Switch Transformer's load-balancing loss counters it: with f_i the fraction of the tokens that chose expert i and P_i
+the mean router probability of expert i, ``aux = E · Σ_i f_i · P_i`` is smallest when both are uniform.
 
 The layer is ``transformers``' own ``MixtralSparseMoeBlock`` (a drop-in for a Llama MLP); only its router is swapped
 for :class:`Router`, which calls a routing function — the reference :func:`route` or the learner's — and keeps the
