@@ -14,7 +14,7 @@ from utils import vq
 from utils.checks import evaluate, phase7, reference
 from utils.checks.oracles import all_hold
 
-EXERCISES = ["7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "7.7", "7.8", "7.9"]
+EXERCISES = ["7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "7.7", "7.8", "7.9", "7.10"]
 
 
 def _passes(exercise, answer):
@@ -1013,3 +1013,121 @@ def test_guidance_names_a_mistake_nobody_listed():
 
 def test_guidance_probes_hold_for_the_reference():
     assert all_hold(phase7._guidance_probes(reference("7.9"), *phase7._guidance_inputs()))
+
+
+# --- 7.10 Transfusion's attention mask -------------------------------------------------------------------------------
+# The learner's function is f(segments (B, T)) -> bool (B, T, T), True where query i may attend to key j.
+
+def _tril(segments, diagonal=0):
+    t = segments.shape[1]
+    return torch.ones(t, t, dtype=torch.bool).tril(diagonal).expand(len(segments), t, t)
+
+
+def _same(segments):
+    return (segments[:, :, None] == segments[:, None, :]) & (segments[:, :, None] > 0)
+
+
+def mask_loops(segments):  # two loops over (i, j), as the paper's rule reads: right
+    b, t = segments.shape
+    out = torch.zeros(b, t, t, dtype=torch.bool)
+    for n in range(b):
+        for i in range(t):
+            for j in range(t):
+                out[n, i, j] = j <= i or (segments[n, i] != 0 and segments[n, i] == segments[n, j])
+    return out
+
+
+def mask_int(segments):  # 0/1 integers say the same thing: right
+    return (_tril(segments) | _same(segments)).long()
+
+
+def mask_causal(segments):
+    return _tril(segments).clone()
+
+
+def mask_full(segments):
+    t = segments.shape[1]
+    return torch.ones(len(segments), t, t, dtype=torch.bool)
+
+
+def mask_any_image(segments):
+    image = segments > 0
+    return _tril(segments) | (image[:, :, None] & image[:, None, :])
+
+
+def mask_text_block(segments):
+    return _tril(segments) | (segments[:, :, None] == segments[:, None, :])
+
+
+def mask_image_forgets_caption(segments):
+    return (_tril(segments) & (segments[:, :, None] == 0)) | _same(segments)
+
+
+def mask_transposed(segments):
+    return _tril(segments).transpose(1, 2) | _same(segments)
+
+
+def mask_no_diagonal(segments):
+    return _tril(segments, -1) | _same(segments)
+
+
+def mask_inverted(segments):
+    return ~(_tril(segments) | _same(segments))
+
+
+def mask_additive(segments):
+    allowed = _tril(segments) | _same(segments)
+    return torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))
+
+
+def mask_additive_finfo(segments):  # the form transformers builds: the dtype's lowest number, not -inf
+    allowed = _tril(segments) | _same(segments)
+    return torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
+
+
+def mask_no_batch(segments):
+    return (_tril(segments) | _same(segments))[0]
+
+
+def mask_in_place(segments):
+    segments[segments > 0] = 1
+    return _tril(segments) | _same(segments)
+
+
+def mask_image_sees_next_text(segments):  # nobody listed this: an image also sees the word right after it
+    nxt = torch.zeros_like(segments)
+    nxt[:, 1:] = segments[:, :-1]
+    return _tril(segments) | _same(segments) | ((segments[:, :, None] > 0) & (nxt[:, None, :] == segments[:, :, None])
+                                                 & (segments[:, None, :] == 0))
+
+
+@pytest.mark.parametrize("answer", [mask_loops, mask_int])
+def test_mask_accepts_right_variants(answer):
+    _passes("7.10", answer)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    (mask_causal, "plain causal mask"),
+    (mask_full, "bidirectional encoder"),
+    (mask_any_image, "later* image"),
+    (mask_text_block, "text positions see later text"),
+    (mask_image_forgets_caption, "not the caption"),
+    (mask_transposed, "transposed"),
+    (mask_no_diagonal, "cannot see itself"),
+    (mask_inverted, "forbidden"),
+    (mask_additive, "additive mask"),
+    (mask_additive_finfo, "additive mask"),
+    (mask_no_batch, "one mask per sequence"),
+    (mask_in_place, "changed the segment labels"),
+])
+def test_mask_names_the_mistake(answer, phrase):
+    failed_with("7.10", answer, phrase)
+
+
+def test_mask_names_a_mistake_nobody_listed():
+    result = evaluate("7.10", mask_image_sees_next_text)
+    assert result.status == "failed" and result.named, result.message
+
+
+def test_mask_probes_hold_for_the_reference():
+    assert all_hold(phase7._mask_probes(reference("7.10"), phase7._segment_inputs()))

@@ -82,3 +82,21 @@ def test_latent_diffusion_trains_saves_loads_and_samples(tmp_path):
     assert x.shape == (3, 16, 8, 8) and sorted(kept) == [0, 3] and calls == [2.5] * 4
     y, _ = D.sample(again, labels, guidance=2.5, steps=4, generator=torch.Generator().manual_seed(2))
     assert torch.allclose(x, y, atol=1e-5)                       # DDIM is deterministic given the start noise
+
+
+def test_ddim_takes_any_denoiser():
+    """utils.diffusion.ddim with a noise function that always answers 0: each DDIM step then only rescales, x_prev =
+    √ᾱ_prev / √ᾱ_t · x_t, so the chain telescopes to x_T · √ᾱ_0 / √ᾱ_750 (the last step's "previous" ᾱ is ᾱ_0:
+    set_alpha_to_one=False)."""
+    sched = D.scheduler()
+    calls = []
+
+    def eps_fn(x, t):
+        calls.append(int(t))
+        return torch.zeros_like(x)
+
+    x, kept = D.ddim(eps_fn, (2, 5), sched, steps=4, generator=torch.Generator().manual_seed(0), keep=[1])
+    start = torch.randn(2, 5, generator=torch.Generator().manual_seed(0))
+    abar = sched.alphas_cumprod
+    assert calls == [750, 500, 250, 0] and list(kept) == [1]
+    assert torch.allclose(x, start * abar[0].sqrt() / abar[750].sqrt(), atol=1e-5)

@@ -175,3 +175,26 @@ def test_attributes_and_prompts():
     assert U.attributes("there is a blue thing") == {"size": None, "color": "blue", "shape": None}
     texts, wanted = U.prompts()
     assert len(texts) == 2 * len(COLORS) * len(SHAPES) and wanted[0] == (COLORS[0], SHAPES[0])
+
+
+def test_add_image_output_gives_a_reading_lm_image_tokens_to_write():
+    """The reverse direction on the zoo VLM's GPT-2: <boi>, <eoi> and the codes in one block after its words, the
+    tied embeddings (= output head) grown, the positions too, the old tokens unchanged; it can then draw."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from utils.vlm import ZOO_VLM
+
+    lm = AutoModelForCausalLM.from_pretrained(ZOO_VLM / "lm")
+    tok = AutoTokenizer.from_pretrained(ZOO_VLM / "lm")
+    before, old = len(tok), lm.get_input_embeddings().weight.detach().clone()
+    words = tok("a small red circle", add_special_tokens=False)["input_ids"]
+    vocab = U.add_image_output(lm, tok, 16, n_positions=96)
+    assert vocab.n_codes == 16 and vocab.image_offset == before + 2 and vocab.size == before + 18 == len(tok)
+    assert (vocab.boi, vocab.eoi) == (before, before + 1)
+    assert tok("a small red circle", add_special_tokens=False)["input_ids"] == words
+    weight = lm.get_input_embeddings().weight
+    assert weight.shape[0] == vocab.size and torch.equal(weight[:before], old)
+    assert lm.get_output_embeddings().weight.data_ptr() == weight.data_ptr()  # tied: the new rows are the head
+    assert lm.config.n_positions == 96
+    codes = U.draw(lm.eval(), vocab, [words, words], n_tokens=64, generator=torch.Generator().manual_seed(0))
+    assert codes.shape == (2, 64) and int(codes.min()) >= 0 and int(codes.max()) < 16

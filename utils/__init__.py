@@ -46,12 +46,14 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  (diffusers' VQModel), tokenize/detokenize, PSNR (Phase 7)
 * ``unified``    a tiny Chameleon: one LlamaForCausalLM over words and image codes, per-modality losses, loss
                  weightings and task losses, drawing with image tokens only, captioning, the CLIP and pixel judges
-                 of drawings (Phase 7)
+                 of drawings; an image-token output for an LM that only read images (Phase 7)
 * ``moe``        mixture of experts: top-k routing, Switch's load-balancing loss, transformers' Mixtral MoE block
                  dropped into a Llama layer, where each modality's tokens go (Phase 7)
 * ``diffusion``  DDPM's forward process and its inverse, the noise schedule and SNR, diffusers' DDPMScheduler; a
                  class-conditional latent diffusion model (UNet2DModel), classifier-free guidance, DDIM sampling
-                 (Phase 7)
+                 with any denoiser (Phase 7)
+* ``transfusion`` Transfusion-lite: one LlamaForCausalLM with next-token loss on words and a diffusion loss on
+                 continuous image patches, Transfusion's attention mask, drawing and captioning (Phase 7)
 * ``colab``      installs what Colab lacks (Phase 0)
 """
 from . import attention, embeddings, env, lm, plots, text, train, vision, world  # light, always loaded

@@ -67,13 +67,13 @@ def signal_to_noise(betas: torch.Tensor) -> torch.Tensor:
     return abar / (1 - abar)
 
 
-def scheduler(steps: int = T_STEPS, schedule: str = "linear"):
-    """``diffusers``' ``DDPMScheduler`` with DDPM's settings (ε-prediction, no clipping): the library the course
-    checks against, and the one a real pipeline samples with."""
+def scheduler(steps: int = T_STEPS, schedule: str = "linear", prediction_type: str = "epsilon"):
+    """``diffusers``' ``DDPMScheduler`` with DDPM's settings (no clipping; ε-prediction unless ``prediction_type``
+    says "v_prediction"): the library the course checks against, and the one a real pipeline samples with."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(num_train_timesteps=steps, beta_start=BETA_START, beta_end=BETA_END, beta_schedule=schedule,
-                         prediction_type="epsilon", clip_sample=False)
+                         prediction_type=prediction_type, clip_sample=False)
 
 
 # --- a class-conditional latent diffusion model with classifier-free guidance ------------------------------------
@@ -199,30 +199,50 @@ def train_denoiser(model: LatentDiffusion, latents: torch.Tensor, labels: torch.
 
 
 @torch.no_grad()
+def ddim(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], shape: Sequence[int], train_scheduler, *,
+         steps: int = 25, generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+         keep: Sequence[int] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """The reverse process with ``diffusers``' ``DDIMScheduler`` (deterministic, ``steps`` steps, the schedule of
+    ``train_scheduler``): start from Gaussian noise of ``shape``, and at each timestep t ask ``eps_fn(x, t)`` for the
+    model's prediction — the noise ε, or v if the scheduler's ``prediction_type`` is "v_prediction" — and take one
+    scheduler step. Any denoiser fits — a U-Net (:func:`sample`) or a transformer
+    (:mod:`utils.transfusion`). Returns the final sample and, for each step index in ``keep``, the scheduler's
+    prediction of the clean sample x̂₀ at that step (all in the denoiser's units, on the CPU)."""
+    from diffusers import DDIMScheduler
+
+    sched = DDIMScheduler.from_config(train_scheduler.config, clip_sample=False, set_alpha_to_one=False)
+    sched.set_timesteps(steps)
+    x = torch.randn(*shape, generator=generator).to(device)
+    kept = {}
+    for i, t in enumerate(sched.timesteps):
+        out = sched.step(eps_fn(x, t), t, x)
+        x = out.prev_sample
+        if i in keep:
+            kept[i] = out.pred_original_sample.cpu()
+    return x.cpu(), kept
+
+
+@torch.no_grad()
 def sample(model: LatentDiffusion, labels: torch.Tensor, *, guidance: float = 1.0, steps: int = 25,
            generator: torch.Generator | None = None, guide: Callable = guided_noise, keep: Sequence[int] = ()
            ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """Sample latents (in the VQ-VAE's units, ready for :func:`decode_latents`) for class ``labels`` (B,) with
-    ``diffusers``' ``DDIMScheduler`` (``steps`` steps, deterministic) and classifier-free guidance of weight
+    :func:`ddim` (``diffusers``' ``DDIMScheduler``, ``steps`` steps) and classifier-free guidance of weight
     ``guidance`` through ``guide(eps_cond, eps_uncond, guidance)``; one batched pass computes both estimates. Also
-    returns, for each step index in ``keep``, the scheduler's prediction of the clean latents x̂₀ at that step (for
-    the reverse-process figure)."""
-    from diffusers import DDIMScheduler
-
-    sched = DDIMScheduler.from_config(model.train_scheduler.config, clip_sample=False, set_alpha_to_one=False)
-    sched.set_timesteps(steps)
+    returns, for each step index in ``keep``, the prediction of the clean latents x̂₀ at that step (for the
+    reverse-process figure)."""
     b = len(labels)
-    x = torch.randn(b, *_latent_shape(model), generator=generator).to(model.device)
     classes = torch.cat([labels, torch.full_like(labels, n_classes())]).to(model.device)
-    kept = {}
-    for i, t in enumerate(sched.timesteps):
+
+    def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if guidance == 1.0:
+            return model.unet(x, t, class_labels=classes[:b]).sample
         eps = model.unet(torch.cat([x, x]), t, class_labels=classes).sample
-        eps = guide(eps[:b], eps[b:], guidance) if guidance != 1.0 else eps[:b]
-        out = sched.step(eps, t, x)
-        x = out.prev_sample
-        if i in keep:
-            kept[i] = model.destandardise(out.pred_original_sample).cpu()
-    return model.destandardise(x).cpu(), kept
+        return guide(eps[:b], eps[b:], guidance)
+
+    x, kept = ddim(eps_fn, (b, *_latent_shape(model)), model.train_scheduler, steps=steps, generator=generator,
+                   device=model.device, keep=keep)
+    return model.destandardise(x), {i: model.destandardise(v) for i, v in kept.items()}
 
 
 def _latent_shape(model: LatentDiffusion) -> tuple[int, int, int]:

@@ -67,7 +67,7 @@ class Vocab:
     @classmethod
     def of(cls, tokenizer) -> "Vocab":
         ids = tokenizer.get_vocab()
-        offset = ids[image_token(0)]
+        offset = ids.get(image_token(0), len(tokenizer))  # a vocabulary without image codes (Transfusion) has n_codes 0
         n = 0
         while ids.get(image_token(n)) == offset + n:
             n += 1
@@ -77,6 +77,22 @@ class Vocab:
     def is_image(self, ids: torch.Tensor) -> torch.Tensor:
         """True where a token id is an image code."""
         return (ids >= self.image_offset) & (ids < self.image_offset + self.n_codes)
+
+
+def add_image_output(lm, tokenizer, n_codes: int, n_positions: int | None = None) -> Vocab:
+    """The reverse direction: give a language model that so far only *reads* images (the zoo VLM's GPT-2, which
+    sees them through CLIP features) the vocabulary to *write* them. Adds ``<boi>``, ``<eoi>`` and ``n_codes`` image
+    tokens to its tokenizer (contiguous ids, as :func:`build_tokenizer` orders them), grows its embedding table with
+    ``transformers``' ``resize_token_embeddings`` — the input and output embeddings are tied, so the new rows are
+    also the new image-token output head — and, for a GPT-2, its position table to ``n_positions`` (a caption and 64
+    codes do not fit the 48 positions a VQA prompt needed). Returns the :class:`Vocab` of the grown tokenizer."""
+    tokenizer.add_tokens([BOI, EOI] + [image_token(k) for k in range(n_codes)], special_tokens=True)
+    lm.resize_token_embeddings(len(tokenizer))
+    if n_positions is not None and hasattr(lm, "transformer") and hasattr(lm.transformer, "wpe"):
+        from .vlm import extend_positions
+
+        extend_positions(lm, n_positions)
+    return Vocab.of(tokenizer)
 
 
 def caption_ids(tokenizer, captions: Sequence[str]) -> list[list[int]]:
@@ -319,21 +335,30 @@ def describe(model, vocab: Vocab, codes: torch.Tensor, max_words: int = 12) -> l
     words: list[list[int]] = [[] for _ in range(len(codes))]
     done = torch.zeros(len(codes), dtype=torch.bool)
     for _ in range(max_words + 1):
-        logits = logits.float().cpu()
-        logits[:, vocab.image_offset:vocab.image_offset + vocab.n_codes] = float("-inf")
-        logits[:, [vocab.boi, vocab.eoi, vocab.pad, vocab.bos]] = float("-inf")
-        token = logits.argmax(-1)
-        for i, t in enumerate(token.tolist()):
-            if not done[i]:
-                if t == vocab.eos:
-                    done[i] = True
-                else:
-                    words[i].append(t)
+        token = next_word(logits, vocab, words, done)
         if bool(done.all()):
             break
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
         logits, past = _cache_step(model, token[:, None].to(device), past, mask)
     return words
+
+
+def next_word(logits: torch.Tensor, vocab: Vocab, words: list[list[int]], done: torch.Tensor) -> torch.Tensor:
+    """One greedy step of captioning, shared by every model that writes words after an image: the most likely token
+    of ``logits`` (B, V) that is neither an image code nor a special other than ``<eos>``; appended to ``words[i]``
+    for each caption i not yet ``done``, or marking it done when it is ``<eos>`` (``done`` is updated in place).
+    Returns the chosen tokens (B,)."""
+    logits = logits.float().cpu()
+    logits[:, vocab.image_offset:vocab.image_offset + vocab.n_codes] = float("-inf")
+    logits[:, [vocab.boi, vocab.eoi, vocab.pad, vocab.bos]] = float("-inf")
+    token = logits.argmax(-1)
+    for i, t in enumerate(token.tolist()):
+        if not done[i]:
+            if t == vocab.eos:
+                done[i] = True
+            else:
+                words[i].append(t)
+    return token
 
 
 def _foreground(image: np.ndarray) -> np.ndarray | None:

@@ -5,12 +5,13 @@ estimator (7.1: the nearest-code indices, the quantised values and the gradient 
 ``torch.distributions.Categorical``'s entropy (7.2), ``transformers``' causal-LM loss (``ForCausalLMLoss``) with the
 other modality's labels set to -100 (7.3), ``transformers``' ``SuppressTokensLogitsProcessor`` (7.4), Mixtral's
 ``MixtralTopKRouter`` (7.5) and ``load_balancing_loss_func`` (7.6) from ``transformers``, and ``diffusers``'
-``DDPMScheduler`` (7.7: ``add_noise``; 7.8: ``step``'s ``pred_original_sample``) and ``ClassifierFreeGuidance`` (7.9).
+``DDPMScheduler`` (7.7: ``add_noise``; 7.8: ``step``'s ``pred_original_sample``) and ``ClassifierFreeGuidance`` (7.9),
+PyTorch's FlexAttention ``create_mask`` with Transfusion's rule (7.10).
 
 7.1 the vector quantiser (nearest code, straight-through gradient, codebook and commitment losses), 7.2 codebook
 perplexity, 7.3 the loss of each modality, 7.4 drawing with image tokens only, 7.5 routing tokens to experts, 7.6 the
 load-balancing loss, 7.7 the forward process of diffusion, 7.8 the clean image from the noise, 7.9 classifier-free
-guidance.
+guidance, 7.10 Transfusion's attention mask.
 
 Besides the known mistakes, each check probes properties every right answer has: a codeword is quantised to itself,
 renumbering the codebook renumbers the codes and changes nothing else, every latent vector is quantised on its own,
@@ -23,7 +24,9 @@ token's routing weights sum to 1, ignore a shift of its scores, depend on its ow
 choice; the balancing loss is k when routing is even, E when it collapses, and blind to the order of the tokens; the
 forward process leaves x₀ almost as it is at t = 0, shrinks it by exactly √ᾱ_t when the noise is zero, uses each
 example's own timestep, and the clean-image prediction undoes it exactly when given the true noise; guidance gives
-the conditional estimate back at w = 1, the unconditional one at w = 0, and moves linearly in w, elementwise.
+the conditional estimate back at w = 1, the unconditional one at w = 0, and moves linearly in w, elementwise;
+Transfusion's mask is the causal mask when there is no image, makes each image one block, never lets a position see
+a later image or later words, and depends only on whether two positions share an image, not on its number.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ import torch.nn.functional as F
 
 from .. import diffusion as udiffusion
 from .. import moe as umoe
+from .. import transfusion as utransfusion
 from .. import unified as uunified
 from .. import vq as uvq
 from . import CheckFailed, Mismatch, register
@@ -1152,3 +1156,122 @@ def _check_guidance(fn) -> str:
     require_properties(probes)
     return ("the same estimate as diffusers' ClassifierFreeGuidance (guidance_scale = 3): ε_∅ + w (ε_c − ε_∅); w = 1 "
             "gives the conditional model back.")
+
+
+# --- 7.10 Transfusion's attention mask -----------------------------------------------------------------------------
+
+def _segment_inputs() -> torch.Tensor:
+    """Segment labels (3, 12): text, an image, text, a second image, text; an image first, then a second one right
+    after it, then text (image → text, two images adjacent); text only — so that "same image" and "any image", and
+    text before and after an image, all differ."""
+    return torch.tensor([[0, 0, 1, 1, 1, 0, 0, 2, 2, 2, 0, 0],
+                         [0, 0, 1, 1, 1, 1, 2, 2, 0, 0, 0, 0],
+                         [0] * 12])
+
+
+def _oracle_mask(segments: torch.Tensor) -> torch.Tensor:
+    """PyTorch's FlexAttention ``create_mask`` with Transfusion's mask_mod (causal, or the same image), the way
+    attention kernels take the rule — written per (query, key) pair, independently of the reference."""
+    from torch.nn.attention.flex_attention import create_mask
+
+    def mask_mod(b, h, q, kv):
+        return (q >= kv) | ((segments[b, q] == segments[b, kv]) & (segments[b, q] > 0))
+
+    b, t = segments.shape
+    return create_mask(mask_mod, b, None, t, t, device="cpu")[:, 0]
+
+
+def _same_image(segments: torch.Tensor) -> torch.Tensor:
+    """(B, T, T): True where query i and key j lie in the same image."""
+    return (segments[:, :, None] == segments[:, None, :]) & (segments[:, :, None] > 0)
+
+
+def _mask_variants(segments: torch.Tensor) -> dict[str, torch.Tensor]:
+    t = segments.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool).tril().expand(len(segments), t, t)
+    qi, kj = segments[:, :, None], segments[:, None, :]
+    same = _same_image(segments)
+    any_image = (qi > 0) & (kj > 0)
+    strict = torch.ones(t, t, dtype=torch.bool).tril(-1)
+    return {
+        "this is the plain causal mask of a language model (Chameleon's): inside an image, a position must also see "
+        "the later positions of the same image — Transfusion denoises an image all at once, not left to right.": causal,
+        "every position sees every other one (a bidirectional encoder's mask): a word must not see the words — or "
+        "the image — that come after it, or the next-token loss is trivial.": torch.ones_like(causal),
+        "positions of one image also see a *later* image: 'bidirectional' holds only inside the same image — compare "
+        "the segment labels (segments[i] == segments[j] > 0), not just 'both are image positions'.": causal | any_image,
+        "text positions see later text: the segment label 0 marks text, and text is not one block — the "
+        "bidirectional rule is only for labels > 0.": causal | (qi == kj),
+        "image positions see only their own image, not the caption before it: keep the causal part for every "
+        "position — an image drawn from a caption must read the caption.":
+            (causal & (qi == 0)) | same,
+        "the mask is transposed: position i may attend to j when j ≤ i (keys in the past), not j ≥ i. Check "
+        "mask[b, i, j] with i the query row and j the key column.": causal.transpose(1, 2) | same,
+        "a position cannot see itself: the causal part includes the diagonal (j ≤ i, tril with diagonal 0).":
+            strict | same,
+        "you returned the positions where attention is *forbidden*: True must mean 'may attend' (as in "
+        "scaled_dot_product_attention's boolean masks and FlexAttention's mask_mod).": ~(causal | same),
+    }
+
+
+def _mask_probes(fn, segments: torch.Tensor) -> list[Probe]:
+    run = lambda s: require_tensor(fn(s.clone()), "transfusion_mask").bool()  # noqa: E731
+    t = segments.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool).tril()
+    single = torch.tensor([[0, 1, 1, 1, 0, 0]])
+    return [
+        Probe("text only is causal", lambda: torch.equal(run(torch.zeros(1, t, dtype=torch.long))[0], causal),
+              "with no image at all (every label 0) the mask should be the plain causal mask (lower triangle with "
+              "the diagonal)."),
+        Probe("an image is one block", lambda: bool(run(single)[0, 1:4, 1:4].all()),
+              "the positions of one image should all see each other, in both directions."),
+        Probe("nothing sees the future outside an image", lambda: not bool(run(single)[0, 0, 1:].any()),
+              "a text position before an image should see nothing after itself — not the image, not later words."),
+        Probe("the future only inside an image",
+              lambda: not bool((run(segments) & ~causal & ~_same_image(segments)).any()),
+              "a position may see a later position only when both lie in the same image: nothing after an image's "
+              "last position — not the next word, not the next image — is visible from inside it."),
+        Probe("rows independent", lambda: torch.equal(run(segments[1:2])[0], run(segments)[1]),
+              "each sequence's mask should depend on its own segment labels only."),
+        Probe("labels are names", lambda: torch.equal(run(segments * 7), run(segments)),
+              "only whether two positions share an image matters, not the number of the image: relabelling the "
+              "images (1 → 7, 2 → 14) should give the same mask."),
+    ]
+
+
+@register("7.10", "Transfusion's attention mask", utransfusion.transfusion_mask, hints=(
+    "Start from the causal mask, then also allow every pair of positions that lie in the same image.",
+    "Section 7, 'Transfusion': words are predicted left to right, so they attend causally; an image is denoised all "
+    "at once, so its positions see each other in both directions — but no position ever sees a later image or "
+    "later words. The mask is True where attention is allowed.",
+    "Worked sub-step: broadcasting compares every pair at once — for one sequence's labels s = torch.tensor([0, 1, "
+    "1]), `s[:, None] == s[None, :]` is the 3 × 3 table of pairs with equal labels. Which of those pairs are not an "
+    "image, and what must be added for the words?",
+))
+def _check_mask(fn) -> str:
+    segments = _segment_inputs()
+    given = segments.clone()
+    got = require_tensor(fn(given), "transfusion_mask")
+    if not torch.equal(given, segments):
+        raise CheckFailed("your function changed the segment labels it was given (an in-place operation): compute a "
+                          "new tensor.")
+    expected = _oracle_mask(segments)
+    if got.dtype.is_floating_point and got.shape == expected.shape:
+        if torch.equal(got == 0, expected) and bool((got[~expected] < -1e30).all()):  # -inf or finfo.min
+            raise CheckFailed("you returned an additive mask (0 where allowed, a huge negative number where not): "
+                              "right in spirit, but return booleans, True where a position may attend (the model "
+                              "turns them into the additive form).")
+    if got.dim() == 2 and got.shape == expected.shape[1:]:
+        raise CheckFailed("return one mask per sequence, shape (B, T, T): every sequence has its own images in its "
+                          "own places.")
+    if got.dtype != torch.bool and set(got.unique().tolist()) <= {0, 1}:
+        got = got.bool()  # 0/1 integers say the same thing; compared as booleans
+    probes = _mask_probes(fn, segments)
+    diagnose(got, expected, _mask_variants(segments),
+             "your mask differs from FlexAttention's create_mask with Transfusion's rule (causal, or same image).",
+             probes=probes)
+    if got.dtype != torch.bool:
+        raise CheckFailed(f"the right pattern, but return a boolean tensor (dtype torch.bool), not {got.dtype}.")
+    require_properties(probes)
+    return ("the same mask as FlexAttention's create_mask with Transfusion's rule: causal across the sequence, "
+            "bidirectional inside each image, never into a later image.")
