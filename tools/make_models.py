@@ -1078,6 +1078,20 @@ def chameleon_data(r: dict = CHAMELEON_RECIPE):
     return unified.UnifiedData(codes, [unified.caption_ids(tokenizer, cs) for cs in captions]), tokenizer, vocab, vqvae
 
 
+def token_drawing_scores(model, tokenizer, vqvae, r: dict, generator: torch.Generator) -> dict:
+    """Drawing with image tokens, scored as every drawing model of the zoo: the 48 prompts, r["samples_per_prompt"]
+    samples each at r["temperature"] (top-k r["top_k"]), decoded by the VQ-VAE, judged by the zoo CLIP and the
+    palette (:func:`utils.unified.drawing_scores`)."""
+    from utils import unified, vq
+
+    texts, wanted = unified.prompts()
+    n = r["samples_per_prompt"]
+    codes = unified.draw(model, unified.Vocab.of(tokenizer), unified.caption_ids(tokenizer, texts) * n,
+                         temperature=r["temperature"], top_k=r["top_k"], generator=generator)
+    drawn = vq.to_uint8(vq.detokenize(vqvae, codes.view(-1, 8, 8)))
+    return unified.drawing_scores(drawn, wanted * n, unified.ClipJudge())
+
+
 def chameleon_metrics(model, tokenizer, r: dict) -> dict:
     """The card's numbers for a unified model: drawing (CLIP and palette), position, captioning."""
     from utils import unified, vq
@@ -1085,14 +1099,10 @@ def chameleon_metrics(model, tokenizer, r: dict) -> dict:
 
     vocab = unified.Vocab.of(tokenizer)
     vqvae = vq.load_vqvae()
-    judge = unified.ClipJudge()
     g = torch.Generator().manual_seed(r["seed"])
-    texts, wanted = unified.prompts()
+    texts, _ = unified.prompts()
     n = r["samples_per_prompt"]
-    codes = unified.draw(model, vocab, unified.caption_ids(tokenizer, texts) * n, temperature=r["temperature"],
-                         top_k=r["top_k"], generator=g)
-    drawn = vq.to_uint8(vq.detokenize(vqvae, codes.view(-1, 8, 8)))
-    scores = unified.drawing_scores(drawn, wanted * n, judge)
+    scores = token_drawing_scores(model, tokenizer, vqvae, r, g)
     images, scenes = World(seed=r["world_seed"], image_size=32, max_objects=1).arrays("val", r["eval_scenes"])
     placed = unified.draw(model, vocab, unified.caption_ids(tokenizer, [caption(s, template=4) for s in scenes]),
                           temperature=r["temperature"], top_k=r["top_k"], generator=g)
@@ -1277,11 +1287,330 @@ def measure_ldm(out: Path = ZOO / "tiny-ldm-shapes", training: dict | None = Non
     return metrics
 
 
+TRANSFUSION_RECIPE = {**{k: CHAMELEON_RECIPE[k] for k in ("world_seed", "train_scenes", "hidden", "layers", "heads",
+                                                             "steps", "batch_size", "lr", "text_to_image_share",
+                                                             "seed", "threads", "samples_per_prompt", "eval_scenes")},
+                      "drop_condition": 0.1, "diffusion_weight": 5.0, "sample_steps": 20, "guidance": [1.0, 3.0],
+                      "curve_every": 1000}
+
+TRANSFUSION_CARD = """# tiny-transfusion-shapes
+
+Transfusion-lite (`utils.transfusion`): the tiny Chameleon's backbone — `transformers`' `LlamaForCausalLM`
+({layers} layers, width {hidden}, {heads} heads) over the world's words and specials with `<boi>`/`<eoi>` ({vocab}
+tokens, no image codes) — plus a few small maps for images. An image enters as the continuous latents of
+tiny-vqvae-shapes (8 × 8 × 16, before quantisation, standardised per channel: `latent_statistics.json`) cut into
+2 × 2 patches: 16 positions of 64 numbers, each projected to the model width with a learned position-in-the-image and
+`diffusers`' timestep embedding added; a linear head reads the diffusion target back. Words attend causally, the
+positions of an image see each other (`utils.transfusion.transfusion_mask`). {params:,} parameters. Trained on the
+tiny Chameleon's budget (same data, backbone, steps, batch, learning rate and share of text → image) so that the two
+stances — discrete image tokens vs diffusion on continuous latents — compare (Phase 7).
+
+```python
+from utils.transfusion import load_transfusion
+model, tokenizer, vocab, (mean, std) = load_transfusion("data/models/tiny-transfusion-shapes")
+# the backbone alone: transformers.LlamaForCausalLM.from_pretrained("data/models/tiny-transfusion-shapes")
+```
+
+## Training
+- Data: as tiny-chameleon-shapes: `World(seed={world_seed}, image_size=32, max_objects=1)` train split,
+  {train_scenes:,} one-object scenes (never a red triangle), captions in the world's five templates.
+- Sequences: text → image `<bos> caption <boi> [16 patches noised to a random DDPM step] <eoi>` ({share:.0%}; the
+  caption left out with probability {drop_condition}, for classifier-free guidance) and image → text `<bos> <boi>
+  [16 clean patches] <eoi> caption <eos>`. Loss: next-token cross-entropy on the words + {diffusion_weight:g} × the
+  MSE of the predicted v = √ᾱ ε − √(1 − ᾱ) x₀ (DDPM, 1,000 steps, linear β). AdamW, one-cycle LR {lr}, batch
+  {batch_size}, {steps} steps, seed {seed}, {threads} threads — `utils.transfusion.train_transfusion`.
+- Why v and not the paper's ε (measured with this recipe at 800 steps, one sample per prompt): with ε-prediction
+  the caption lowered the held-out loss by only 1–10 % at t = 200 and 500 (the zoo's U-Net LDM, conditioned on a
+  class: 25 % and 41 %) and the drawings ignored the prompt (CLIP colour 0.15–0.26; chance is 0.17); a 3 × 3
+  convolution in and out, a learned position per latent or 2 × 2 patches did not change that, nor did 3,000 steps
+  of the full recipe. With v the drawings already followed the prompt (colour 0.37 at w = 1, 0.50 at w = 3).
+- Command: `make models MODEL=tiny-transfusion-shapes` (tools/make_models.py; needs tiny-vqvae-shapes); {seconds:.0f}
+  s on a 2-core CPU, the drawing curve's evaluations included. Final losses (mean of the last 200 steps): words
+  {text_loss:.3f} nats per token, v MSE {diffusion_loss:.4f}.
+
+## Metrics (`tests/test_zoo.py` re-measures them through `from_pretrained`)
+**Drawing.** The {n_prompts} prompts "a {{size}} {{colour}} {{shape}}." (every combination), {samples} samples each,
+DDIM in {sample_steps} steps over the image positions (`utils.transfusion.draw`), decoded by tiny-vqvae-shapes (which
+snaps each latent vector to its nearest codeword) and
+judged by the zoo CLIP (zero-shot over the 24 colour × shape classes) and the pixel palette check, as for
+tiny-chameleon-shapes:
+
+| guidance w | colour | shape | both | palette colour | red triangle (never seen): colour / shape |
+|---|---|---|---|---|---|
+{rows}
+
+Drawing during training (w = {curve_w:g}, one sample per prompt, 10 DDIM steps; CLIP colour & shape): {curve}.
+
+**Captioning.** {eval_scenes} val scenes (clean latents), greedy captions (`utils.transfusion.describe`), attributes
+read from the caption against the scene graph: size {cap_size:.3f}, colour {cap_color:.3f}, shape {cap_shape:.3f}.
+"""
+
+
+def transfusion_data(r: dict = TRANSFUSION_RECIPE):
+    """(TransfusionData, tokenizer, Vocab, VQ-VAE, (mean, std)) of the recipe: the Chameleon's train scenes as
+    standardised continuous latents, captions in every template."""
+    from utils import diffusion, transfusion, unified, vq
+    from utils.world import CAPTION_TEMPLATES, World, caption
+
+    world = World(seed=r["world_seed"], image_size=32, max_objects=1)
+    images, scenes = world.arrays("train", r["train_scenes"])
+    vqvae = vq.load_vqvae()
+    latents = diffusion.image_latents(vqvae, vq.to_model_range(images))
+    mean, std = diffusion.latent_statistics(latents)
+    captions = [[caption(s, template=k) for k in range(CAPTION_TEMPLATES)] for s in scenes]
+    tokenizer = unified.build_tokenizer([c for cs in captions for c in cs], n_codes=0)
+    data = transfusion.TransfusionData(transfusion.standardised(latents, mean, std),
+                                       [unified.caption_ids(tokenizer, cs) for cs in captions])
+    return data, tokenizer, unified.Vocab.of(tokenizer), vqvae, (mean, std)
+
+
+def transfusion_drawings(model, tokenizer, statistics, vqvae, prompts: list[str], *, guidance: float, steps: int,
+                         seed: int) -> np.ndarray:
+    """uint8 images drawn by a Transfusion for caption texts ``prompts``."""
+    from utils import transfusion, unified, vq
+
+    vocab = unified.Vocab.of(tokenizer)
+    x, _ = transfusion.draw(model, vocab, unified.caption_ids(tokenizer, prompts), guidance=guidance, steps=steps,
+                            generator=torch.Generator().manual_seed(seed))
+    return vq.to_uint8(transfusion.decode(vqvae, x, *statistics))
+
+
+def transfusion_metrics(model, tokenizer, statistics, r: dict) -> dict:
+    """The card's numbers for a Transfusion: drawing per guidance weight (CLIP and palette), captioning."""
+    from utils import transfusion, unified, vq
+    from utils.world import World
+
+    vqvae = vq.load_vqvae()
+    judge = unified.ClipJudge()
+    texts, wanted = unified.prompts()
+    n = r["samples_per_prompt"]
+    drawing = {}
+    for w in r["guidance"]:
+        drawn = transfusion_drawings(model, tokenizer, statistics, vqvae, texts * n, guidance=w,
+                                     steps=r["sample_steps"], seed=r["seed"])
+        drawing[f"{w:g}"] = {k: round(v, 4) for k, v in unified.drawing_scores(drawn, wanted * n, judge).items()}
+    images, scenes = World(seed=r["world_seed"], image_size=32, max_objects=1).arrays("val", r["eval_scenes"])
+    latents = transfusion.standardised(transfusion.image_latents(vqvae, images), *statistics)
+    described = tokenizer.batch_decode(transfusion.describe(model, unified.Vocab.of(tokenizer), latents))
+    captions = unified.caption_scores(described, scenes)
+    return {"drawing": drawing, "captioning": {k: round(v, 4) for k, v in captions.items()}, "prompts": len(texts),
+            "samples": n}
+
+
+def make_transfusion(out: Path = ZOO / "tiny-transfusion-shapes") -> dict:
+    """Train and save tiny-transfusion-shapes on the Chameleon's budget, with its card and a drawing curve; returns
+    its metrics (needs tiny-vqvae-shapes and tiny-clip-shapes)."""
+    from utils import transfusion, unified
+
+    r = TRANSFUSION_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    env.seed_everything(r["seed"])
+    data, tokenizer, vocab, vqvae, statistics = transfusion_data(r)
+    torch.manual_seed(r["seed"])
+    model = transfusion.create_transfusion(vocab, hidden=r["hidden"], layers=r["layers"], heads=r["heads"])
+    judge = unified.ClipJudge()
+    texts, wanted = unified.prompts()
+    curve: dict[str, float] = {}
+
+    def on_step(n: int) -> None:
+        if n % r["curve_every"] == 0:
+            drawn = transfusion_drawings(model, tokenizer, statistics, vqvae, texts, guidance=3.0, steps=10,
+                                         seed=r["seed"])
+            curve[str(n)] = round(unified.drawing_scores(drawn, wanted, judge)["both"], 4)
+            print(f"step {n}: drawing (CLIP colour & shape, w = 3) {curve[str(n)]}", flush=True)
+            model.train()
+
+    start = time.perf_counter()
+    _, curves = transfusion.train_transfusion(model, data, vocab, steps=r["steps"], batch_size=r["batch_size"],
+                                              lr=r["lr"], text_to_image_share=r["text_to_image_share"],
+                                              drop_condition=r["drop_condition"],
+                                              diffusion_weight=r["diffusion_weight"], seed=r["seed"],
+                                              desc="tiny Transfusion", on_step=on_step)
+    seconds = time.perf_counter() - start
+    out.mkdir(parents=True, exist_ok=True)
+    transfusion.save_transfusion(model, tokenizer, statistics, out)
+    every = 50
+    training = {"recipe": r, "train_seconds": round(seconds, 1), "drawing_curve": curve,
+                "loss_curves": {k: [round(float(np.mean(v[i:i + every])), 4) for i in range(0, len(v), every)]
+                                for k, v in curves.items()},
+                "final_losses": {k: round(float(np.mean(v[-200:])), 4) for k, v in curves.items()}}
+    torch.set_num_threads(threads)
+    return measure_transfusion(out, training)
+
+
+def measure_transfusion(out: Path = ZOO / "tiny-transfusion-shapes", training: dict | None = None) -> dict:
+    """Measure the saved Transfusion (backbone through ``from_pretrained``) and write metrics.json and the card."""
+    from utils import transfusion
+
+    keys = ("recipe", "train_seconds", "drawing_curve", "loss_curves", "final_losses")
+    training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items() if k in keys}
+    r = training["recipe"]
+    model, tokenizer, vocab, statistics = transfusion.load_transfusion(out)
+    metrics = transfusion_metrics(model, tokenizer, statistics, r)
+    params = sum(p.numel() for p in model.parameters())
+    result = {**training, "metrics": metrics, "params": params}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    rows = "\n".join(f"| {w} | {m['color']:.3f} | {m['shape']:.3f} | {m['both']:.3f} | {m['palette color']:.3f} | "
+                     f"{m['red triangle: color']:.3f} / {m['red triangle: shape']:.3f} |"
+                     for w, m in metrics["drawing"].items())
+    curve = ", ".join(f"{v:.2f} at step {k}" for k, v in training["drawing_curve"].items())
+    c = metrics["captioning"]
+    (out / "README.md").write_text(TRANSFUSION_CARD.format(
+        params=params, vocab=vocab.size, share=r["text_to_image_share"], seconds=training["train_seconds"],
+        text_loss=training["final_losses"]["text"], diffusion_loss=training["final_losses"]["diffusion"],
+        n_prompts=metrics["prompts"], samples=metrics["samples"], rows=rows, curve=curve, curve_w=3.0,
+        cap_size=c["size"], cap_color=c["color"], cap_shape=c["shape"], **r))
+    return metrics
+
+
+VLM_DRAWS_RECIPE = {**{k: CHAMELEON_RECIPE[k] for k in ("world_seed", "train_scenes", "steps", "batch_size", "lr",
+                                                           "seed", "threads", "samples_per_prompt", "temperature",
+                                                           "top_k")},
+                    "n_positions": 96, "vqa_scenes": 12000, "vqa_batch_size": 64, "eval_scenes": 1000}
+
+VLM_DRAWS_CARD = """# tiny-vlm-draws-shapes
+
+The reverse direction (Phase 7): the zoo VLM, tiny-vlm-shapes — which reads images through the zoo CLIP and answers
+in words — taught to *draw*. Its GPT-2 gets `<boi>`, `<eoi>` and the {n_codes} codes of tiny-vqvae-shapes as new
+tokens (`utils.unified.add_image_output`: `resize_token_embeddings`; the embeddings are tied, so the new rows are the
+image-token output head) and a position table of {n_positions}; it is then trained on caption → image-token
+sequences, exactly the tiny Chameleon's text → image sequences, with the VLM's own question-answering loss added at
+every step so that it keeps understanding. Reading still goes through CLIP features; writing goes through VQ tokens
+— two different image representations in one model, as in Janus. {params:,} parameters in the language model (the
+Chameleon has {chameleon_params:,}).
+
+```python
+from utils.vlm import TinyVLM
+vlm = TinyVLM.from_pretrained("data/models/tiny-vlm-draws-shapes")  # vlm.lm draws: utils.unified.draw(vlm.lm, ...)
+```
+
+## Training
+- Start: tiny-vlm-shapes (its LM, projector and vocabulary), the zoo CLIP tower frozen, the projector frozen.
+- Drawing data: the tiny Chameleon's — `World(seed={world_seed}, image_size=32, max_objects=1)` train split,
+  {train_scenes:,} one-object scenes tokenized by tiny-vqvae-shapes, captions in the five templates; sequences
+  `<bos> caption <boi> 64 codes <eoi> <eos>`, next-token loss (text + image, `utils.unified.modality_losses`).
+- Understanding data, mixed into every step: the VLM's stage-2 questions on its {vqa_scenes:,} train scenes (batch
+  {vqa_batch_size}, loss on the answer), through `train_unified(..., extra_loss=...)`.
+- The Chameleon's budget: AdamW, one-cycle LR {lr}, batch {batch_size}, {steps} steps, seed {seed}, {threads} threads.
+- Command: `make models MODEL=tiny-vlm-draws-shapes` (needs tiny-vlm-shapes, tiny-vqvae-shapes); {seconds:.0f} s on a
+  2-core CPU, plus {blind_seconds:.0f} s for the comparison run without the questions. Final losses (last 200 steps):
+  text {text_loss:.3f}, image {image_loss:.3f} nats per token, questions {vqa_loss:.3f}.
+
+## Metrics (`tests/test_zoo.py` re-measures them through `from_pretrained`)
+**Drawing**, measured as tiny-chameleon-shapes's (the 48 prompts, {samples} samples each, temperature
+{temperature}, only image tokens allowed, judged by the zoo CLIP and the pixel palette):
+
+| model | colour | shape | both | palette colour |
+|---|---|---|---|---|
+| this model | {color:.3f} | {shape:.3f} | {both:.3f} | {palette:.3f} |
+| tiny-chameleon-shapes (4 layers, width 128) | {ch_color:.3f} | {ch_shape:.3f} | {ch_both:.3f} | {ch_palette:.3f} |
+
+**Understanding** (VQA accuracy on {eval_scenes} val scenes, 6 questions each, as tiny-vlm-shapes's card):
+
+| question kind | before (tiny-vlm-shapes) | after, questions mixed in (this model) | after, drawing only |
+|---|---|---|---|
+{rows}
+"""
+
+
+def make_vlm_draws(out: Path = ZOO / "tiny-vlm-draws-shapes") -> dict:
+    """Teach the zoo VLM to draw (tiny-vlm-draws-shapes), on the Chameleon's budget with its question answering
+    mixed in, and — for the card — the same without the questions; returns the metrics."""
+    from utils import unified, vq
+    from utils.world import CAPTION_TEMPLATES, caption
+
+    r = VLM_DRAWS_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    world = World(seed=r["world_seed"], image_size=32)
+    one_object = World(seed=r["world_seed"], image_size=32, max_objects=1)
+    images, scenes = one_object.arrays("train", r["train_scenes"])
+    codes = vq.tokenize(vq.load_vqvae(), vq.to_model_range(images))
+    captions = [[caption(s, template=k) for k in range(CAPTION_TEMPLATES)] for s in scenes]
+    runs = {}
+    for name, with_questions in (("drawing only", False), ("questions mixed in", True)):
+        env.seed_everything(r["seed"])
+        model = vlm.TinyVLM.from_pretrained(vlm.ZOO_VLM)
+        vocab = unified.add_image_output(model.lm, model.tokenizer, vq.load_vqvae().config.num_vq_embeddings,
+                                         r["n_positions"])
+        data = unified.UnifiedData(codes, [unified.caption_ids(model.tokenizer, cs) for cs in captions])
+        extra = vqa_loss(model, world, r) if with_questions else None
+        start = time.perf_counter()
+        _, curves = unified.train_unified(model.lm, data, vocab, steps=r["steps"], batch_size=r["batch_size"],
+                                          lr=r["lr"], text_to_image_share=1.0, seed=r["seed"],
+                                          desc=f"VLM learns to draw ({name})", extra_loss=extra)
+        seconds = time.perf_counter() - start
+        model.eval()
+        runs[name] = {"train_seconds": round(seconds, 1),
+                      "final_losses": {k: round(float(np.mean(v[-200:])), 4) for k, v in curves.items()},
+                      "vqa": {k: round(v, 4) for k, v in vlm.evaluate_vqa(model, world, "val",
+                                                                           r["eval_scenes"]).items()}}
+        if with_questions:
+            model.save_pretrained(out)
+    training = {"recipe": r, "runs": runs}
+    torch.set_num_threads(threads)
+    return measure_vlm_draws(out, training)
+
+
+def vqa_loss(model, world, r: dict):
+    """extra_loss for :func:`utils.unified.train_unified`: the VLM's answer loss on a fresh batch of its stage-2
+    questions (the train scenes' questions, features of the frozen tower precomputed) at every call."""
+    images, pairs = vqa.vqa_examples(world, "train", r["vqa_scenes"])
+    features = clip.clip_grid_tokens(model.visual, clip.normalize_images(images), model.layer)
+    ids, labels = vlm.encode_with_labels(model.tokenizer, [vlm.vqa_prompt(qa.question) for _, qa in pairs],
+                                         [vqa.answer_word(qa) for _, qa in pairs])
+    index = torch.tensor([i for i, _ in pairs])
+    g = env.generator(r["seed"] + 1)
+
+    def loss(_labels: torch.Tensor) -> torch.Tensor:
+        pick = torch.randint(len(index), (r["vqa_batch_size"],), generator=g)
+        model.train()
+        return model.loss(features[index[pick]].to(model.device), ids[pick].to(model.device),
+                          labels[pick].to(model.device))
+
+    return loss
+
+
+def measure_vlm_draws(out: Path = ZOO / "tiny-vlm-draws-shapes", training: dict | None = None) -> dict:
+    """Measure the saved drawing VLM (through ``from_pretrained``): its drawings as the Chameleon's; write
+    metrics.json and the card (understanding before/after from the training runs and tiny-vlm-shapes's card)."""
+    from utils import unified, vq
+
+    training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
+                            if k in ("recipe", "runs")}
+    r = training["recipe"]
+    model = vlm.TinyVLM.from_pretrained(out)
+    scores = token_drawing_scores(model.lm, model.tokenizer, vq.load_vqvae(), r,
+                                  torch.Generator().manual_seed(r["seed"]))
+    drawing = {k: round(v, 4) for k, v in scores.items()}
+    params = sum(p.numel() for p in model.lm.parameters())
+    result = {**training, "metrics": {"drawing": drawing}, "params": params}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    before = json.loads((vlm.ZOO_VLM / "metrics.json").read_text())["metrics"]
+    chameleon = json.loads((ZOO / "tiny-chameleon-shapes" / "metrics.json").read_text())
+    ch = chameleon["metrics"]["drawing"]
+    runs = training["runs"]
+    rows = "\n".join(f"| {k} | {before[k]:.3f} | {runs['questions mixed in']['vqa'][k]:.3f} | "
+                     f"{runs['drawing only']['vqa'][k]:.3f} |" for k in before)
+    losses = runs["questions mixed in"]["final_losses"]
+    vocab = unified.Vocab.of(model.tokenizer)
+    (out / "README.md").write_text(VLM_DRAWS_CARD.format(
+        n_codes=vocab.n_codes, params=params, chameleon_params=chameleon["params"],
+        seconds=runs["questions mixed in"]["train_seconds"], blind_seconds=runs["drawing only"]["train_seconds"],
+        text_loss=losses["text"], image_loss=losses["image"], vqa_loss=losses["extra"],
+        samples=r["samples_per_prompt"], color=drawing["color"], shape=drawing["shape"], both=drawing["both"],
+        palette=drawing["palette color"], ch_color=ch["color"], ch_shape=ch["shape"], ch_both=ch["both"],
+        ch_palette=ch["palette color"], rows=rows, **r))
+    return result["metrics"]
+
+
 MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm-shapes",
           "whisper": "tiny-whisper-shapes", "ctc": "tiny-ctc-shapes", "codec": "tiny-codec-speech",
           "tts": "tiny-tts-speech", "video": "tiny-video-vlm-shapes",
           "tubelet": "tiny-tubelet-vlm-shapes", "vqvae": "tiny-vqvae-shapes",
-          "chameleon": "tiny-chameleon-shapes", "ldm": "tiny-ldm-shapes"}  # in training order
+          "chameleon": "tiny-chameleon-shapes", "ldm": "tiny-ldm-shapes",
+          "transfusion": "tiny-transfusion-shapes", "vlm-draws": "tiny-vlm-draws-shapes"}  # in training order
 
 
 def selected(args: list[str]) -> list[str]:
@@ -1298,6 +1627,7 @@ if __name__ == "__main__":
     makers = {"gpt": make_tiny_gpt, "clip": make_tiny_clip, "vlm": make_tiny_vlm, "whisper": make_tiny_whisper,
               "ctc": make_tiny_ctc, "codec": make_tiny_codec, "tts": make_tts, "video": make_video_vlm,
               "tubelet": make_tubelet_vlm, "vqvae": make_vqvae,
-              "chameleon": make_chameleon, "ldm": make_ldm}
+              "chameleon": make_chameleon, "ldm": make_ldm, "transfusion": make_transfusion,
+              "vlm-draws": make_vlm_draws}
     for name in selected(sys.argv[1:]):
         print(f"{MODELS[name]}:", makers[name]())
