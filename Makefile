@@ -64,7 +64,7 @@ test-browser: $(STAMP)  ## Real-browser test: Run All on Phase 0 in headless Chr
 exercises: $(STAMP)  ## Regenerate notebooks/ from solutions/ (skips notebooks you edited; FORCE=1 overwrites)
 	$(BIN)/python tools/exercises.py $(if $(FORCE),--force,)
 
-models: $(STAMP)  ## Retrain the model zoo in data/models/ (seeded; about 4½ h on 2 cores; one: MODEL=tiny-clip-shapes)
+models: $(STAMP)  ## Retrain the model zoo in data/models/ (seeded; about 5 h on 2 cores; one: MODEL=tiny-clip-shapes)
 	CI=true $(BIN)/python tools/make_models.py $(MODEL)
 
 progress: $(STAMP)  ## Your progress per exercise: runs your notebooks headless (fast mode), writes progress.json (NB=...)

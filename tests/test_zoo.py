@@ -308,6 +308,30 @@ def test_vlm_that_learned_to_draw_loads_offline_and_meets_its_card():
     assert f"{want['color']:.3f}" in (path / "README.md").read_text()
 
 
+def test_two_encoders_load_offline_and_meet_their_card():
+    """janus.load_probe (safetensors into FusionVQA and diffusers' Decoder): each encoder's understanding and drawing
+    back re-measured on the card's scenes; each representation better at its own job, over every trained seed."""
+    from utils import janus, vq
+
+    path = ZOO / "tiny-two-encoders-shapes"
+    card = json.loads((path / "metrics.json").read_text())
+    r = card["recipe"]
+    held_out = janus.question_data(World(seed=r["world_seed"], image_size=32), "val", r["eval_scenes"],
+                                   vlm.TinyVLM.from_pretrained(vlm.ZOO_VLM), vq.load_vqvae())
+    for encoder in janus.ENCODERS:
+        got = janus.evaluate(janus.load_probe(encoder, path), held_out)
+        want = card["metrics"][encoder]
+        assert got["vqa"]["all"] == pytest.approx(want["vqa"]["all"], abs=0.01), encoder
+        assert got["psnr"] == pytest.approx(want["psnr"], abs=0.2), encoder
+    clip_m, vq_m, seeds = card["metrics"]["clip"], card["metrics"]["vq"], card["seeds"]
+    assert clip_m["vqa"]["all"] - vq_m["vqa"]["all"] >= 0.08  # understanding: the semantic features win
+    assert vq_m["psnr"] - clip_m["psnr"] >= 2.0                # drawing back: the codewords win
+    assert min(seeds["clip"]["vqa"].values()) > max(seeds["vq"]["vqa"].values())
+    assert min(seeds["vq"]["psnr"].values()) > max(seeds["clip"]["psnr"].values())
+    assert max(clip_m["vqa"]["position"], vq_m["vqa"]["position"]) < 0.6  # the card: chance from both
+    assert f"{clip_m['psnr']:.2f}" in (path / "README.md").read_text()
+
+
 @pytest.mark.parametrize("name", ["tiny-video-vlm-shapes", "tiny-tubelet-vlm-shapes"])
 def test_video_vlms_load_offline_and_meet_their_cards(name):
     """Both video VLMs reassemble from their saved parts and re-measure every row of their cards."""

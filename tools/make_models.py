@@ -1,6 +1,6 @@
 """Train the course's model zoo (data/models/): `make models`. Seeded and step-bounded.
 
-    python tools/make_models.py [gpt] [clip] [vlm] [whisper] [ctc] [codec] [video] [tubelet]  # default: all, in order
+    python tools/make_models.py [gpt] [clip] [vlm] ... [two-encoders]  # default: all, in MODELS order
     make models MODEL=tiny-clip-shapes                 # one model (short or full name), card re-measured
 
 tiny-gpt-shapes: a 2-layer GPT-2 caption model, saved with save_pretrained, loaded with
@@ -12,6 +12,9 @@ its library parts and loaded with utils.vlm.TinyVLM.from_pretrained (Phase 5 on;
 tiny-whisper-shapes, tiny-ctc-shapes, tiny-codec-speech: the speech models (Phase 6; the codec's card needs the
 recogniser). tiny-video-vlm-shapes, tiny-tubelet-vlm-shapes: the zoo VLM reading frames at every token budget, and
 its LM reading tubelets (Phase 6; need tiny-vlm-shapes); loaded with utils.videolm.load_video_vlm.
+tiny-vqvae-shapes, tiny-chameleon-shapes, tiny-ldm-shapes, tiny-transfusion-shapes, tiny-vlm-draws-shapes,
+tiny-two-encoders-shapes: Phase 7's image tokenizer, the models that draw with or beside it, and the probe of one
+encoder against two (each card says what it needs and how it loads).
 """
 from __future__ import annotations
 
@@ -1605,12 +1608,154 @@ def measure_vlm_draws(out: Path = ZOO / "tiny-vlm-draws-shapes", training: dict 
     return result["metrics"]
 
 
+TWO_ENCODERS_RECIPE = {"world_seed": 0, "train_scenes": 8000, "eval_scenes": 500, "vqa_steps": 1500,
+                       "vqa_batch_size": 64, "vqa_lr": 3e-3, "decoder_steps": 1500, "decoder_batch_size": 64,
+                       "decoder_lr": 2e-3, "seed": 0, "vqa_seeds": [0, 1, 2], "decoder_seeds": [0, 1], "threads": 2}
+
+TWO_ENCODERS_CARD = """# tiny-two-encoders-shapes
+
+Janus's point, measured (`utils.janus`): the course's two image representations put to both jobs with the same
+heads, the same data ({train_scenes:,} train scenes of `World(seed={world_seed}, image_size=32)`) and the same
+budget.
+
+| encoder | tokens per image | numbers per image |
+|---|---|---|
+| `clip`: the zoo CLIP tower's `layer2` grid (what tiny-vlm-shapes reads) | 4×4 × 128 | 2,048 |
+| `vq`: the zoo VQ-VAE's codewords (what tiny-chameleon-shapes writes) | 8×8 × 16 | 1,024 |
+
+Both encoders stay frozen; their tokens are standardised per channel. Per encoder, two heads:
+- **understanding**: Phase 4's projector VQA head (`utils.fusion.FusionVQA("projector")`, {head_params:,}
+  parameters with the CLIP's tokens, {head_params_vq:,} with the codewords), the question encoded by tiny-vlm-shapes's
+  frozen GPT-2; cross-entropy over the answers, AdamW one-cycle LR {vqa_lr}, batch {vqa_batch_size}, {vqa_steps}
+  steps;
+- **drawing back**: `diffusers`' VAE `Decoder` in the VQ-VAE decoder's design ({decoder_params:,} parameters for the
+  CLIP's 4×4 grid, one more up block; {decoder_params_vq:,} for the 8×8 codewords); MSE to the pixels, AdamW
+  one-cycle LR {decoder_lr}, batch {decoder_batch_size}, {decoder_steps} steps.
+
+```python
+from utils import janus
+probe = janus.load_probe("clip")   # or "vq": .head (FusionVQA), .decoder (diffusers Decoder), .standardise
+```
+
+Command: `make models MODEL=tiny-two-encoders-shapes` ({seconds:.0f} s on a 2-core CPU, every seed below included;
+needs tiny-vlm-shapes and tiny-vqvae-shapes).
+
+## Metrics (the shipped heads, seed {seed}, on val scenes 0..{eval_last}; `tests/test_zoo.py` re-measures them)
+| job | from the CLIP's features | from the VQ codewords |
+|---|---|---|
+{rows}
+| drawing back: PSNR (dB) | {clip_psnr:.2f} | {vq_psnr:.2f} |
+
+Over training seeds (the same recipe, seeds {vqa_seeds} for the VQA heads, {decoder_seeds} for the decoders):
+VQA accuracy (all kinds) {clip_vqa_range} from the CLIP's features, {vq_vqa_range} from the codewords; PSNR
+{clip_psnr_range} dB from the CLIP's features, {vq_psnr_range} dB from the codewords. For scale: the VQ-VAE's own
+decoder, trained with its encoder for {vqvae_steps:,} steps, draws these images back at {vqvae_psnr:.2f} dB.
+
+Each representation is better at the job it was made for: the contrastive features already say "circle" and "red",
+so a small head answers from them; the codewords keep what a decoder needs to paint the pixels, in half the numbers.
+Neither head learned the position questions on this budget (about chance from both; Phase 4's heads need more
+steps for them).
+"""
+
+
+def make_two_encoders(out: Path = ZOO / "tiny-two-encoders-shapes") -> dict:
+    """Train and save tiny-two-encoders-shapes (utils.janus: a VQA head and a pixel decoder on each of the two
+    frozen encoders), other seeds measured for the card; returns the metrics."""
+    from utils import fusion, janus, vq
+
+    r = TWO_ENCODERS_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    world = World(seed=r["world_seed"], image_size=32)
+    reader, vqvae = vlm.TinyVLM.from_pretrained(vlm.ZOO_VLM), vq.load_vqvae()
+    train_data = janus.question_data(world, "train", r["train_scenes"], reader, vqvae)
+    held_out = janus.question_data(world, "val", r["eval_scenes"], reader, vqvae)
+    images = vq.to_model_range(train_data["pixels"])
+    seeds, start = {}, time.perf_counter()
+    for encoder in janus.ENCODERS:
+        raw = train_data["tokens"][encoder]
+        standardise = janus.Standardiser.fit(raw)
+        tokens = standardise(raw)
+        cells, channels = raw.shape[1:]
+        heads, decoders = {}, {}
+        for seed in r["vqa_seeds"]:
+            torch.manual_seed(seed)
+            heads[seed] = janus.vqa_head(cells, channels, train_data["ids"].shape[1])
+            fusion.train_classifier(heads[seed], {**train_data, "grid": tokens}, r["vqa_steps"],
+                                    batch_size=r["vqa_batch_size"], lr=r["vqa_lr"], seed=seed,
+                                    desc=f"VQA head on {encoder}, seed {seed}")
+        for seed in r["decoder_seeds"]:
+            torch.manual_seed(seed)
+            decoders[seed] = janus.pixel_decoder(channels, int(round(cells ** 0.5)))
+            janus.train_decoder(decoders[seed], tokens, images, steps=r["decoder_steps"],
+                                batch_size=r["decoder_batch_size"], lr=r["decoder_lr"], seed=seed,
+                                desc=f"decoder on {encoder}, seed {seed}")
+        runs = {"vqa": {}, "psnr": {}}
+        for seed in sorted(set(r["vqa_seeds"]) | set(r["decoder_seeds"])):
+            probe = janus.Probe(encoder, standardise, heads.get(seed, heads[r["seed"]]),
+                                decoders.get(seed, decoders[r["seed"]]))
+            scores = janus.evaluate(probe, held_out)
+            if seed in heads:
+                runs["vqa"][seed] = round(scores["vqa"]["all"], 4)
+            if seed in decoders:
+                runs["psnr"][seed] = round(scores["psnr"], 3)
+        seeds[encoder] = runs
+        janus.save_probe(janus.Probe(encoder, standardise, heads[r["seed"]], decoders[r["seed"]]), out, cells,
+                         channels, train_data["ids"].shape[1])
+    training = {"recipe": r, "seeds": seeds, "train_seconds": round(time.perf_counter() - start, 1)}
+    torch.set_num_threads(threads)
+    return measure_two_encoders(out, training)
+
+
+def measure_two_encoders(out: Path = ZOO / "tiny-two-encoders-shapes", training: dict | None = None) -> dict:
+    """Measure the saved probes (through ``janus.load_probe``) on the recipe's val scenes; write metrics.json and
+    the card."""
+    from utils import janus, vq
+    from utils.metrics import psnr
+
+    training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
+                            if k in ("recipe", "seeds", "train_seconds")}
+    r = training["recipe"]
+    reader, vqvae = vlm.TinyVLM.from_pretrained(vlm.ZOO_VLM), vq.load_vqvae()
+    held_out = janus.question_data(World(seed=r["world_seed"], image_size=32), "val", r["eval_scenes"], reader, vqvae)
+    probes = {e: janus.load_probe(e, out) for e in janus.ENCODERS}
+    metrics = {}
+    for encoder, probe in probes.items():
+        scores = janus.evaluate(probe, held_out)
+        metrics[encoder] = {"vqa": {k: round(v, 4) for k, v in scores["vqa"].items()}, "psnr": round(scores["psnr"], 3)}
+    pixels = vq.to_model_range(held_out["pixels"])
+    vqvae_psnr = psnr(pixels, vq.reconstruct(vqvae, pixels))
+    params = {e: {"head": sum(p.numel() for p in probe.head.parameters()),
+                  "decoder": sum(p.numel() for p in probe.decoder.parameters())} for e, probe in probes.items()}
+    result = {**training, "metrics": metrics, "params": params, "vqvae_psnr": round(vqvae_psnr, 3)}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+
+    def spread(values: dict, digits: int) -> str:
+        low, high = min(values.values()), max(values.values())
+        return f"{low:.{digits}f}–{high:.{digits}f}"
+
+    clip_m, vq_m = metrics["clip"], metrics["vq"]
+    rows = "\n".join(f"| understanding: VQA accuracy, {k} | {clip_m['vqa'][k]:.3f} | {vq_m['vqa'][k]:.3f} |"
+                     for k in clip_m["vqa"])
+    s = training["seeds"]
+    (out / "README.md").write_text(TWO_ENCODERS_CARD.format(
+        head_params=params["clip"]["head"], head_params_vq=params["vq"]["head"],
+        decoder_params=params["clip"]["decoder"], decoder_params_vq=params["vq"]["decoder"],
+        seconds=training["train_seconds"], eval_last=r["eval_scenes"] - 1, rows=rows, clip_psnr=clip_m["psnr"],
+        vq_psnr=vq_m["psnr"], clip_vqa_range=spread(s["clip"]["vqa"], 3), vq_vqa_range=spread(s["vq"]["vqa"], 3),
+        clip_psnr_range=spread(s["clip"]["psnr"], 2), vq_psnr_range=spread(s["vq"]["psnr"], 2),
+        vqvae_psnr=vqvae_psnr, vqvae_steps=VQ_RECIPE["steps"], **{**r, "vqa_seeds": ", ".join(map(str, r["vqa_seeds"])),
+                                                             "decoder_seeds": ", ".join(map(str, r["decoder_seeds"]))}))
+    return metrics
+
+
 MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm-shapes",
           "whisper": "tiny-whisper-shapes", "ctc": "tiny-ctc-shapes", "codec": "tiny-codec-speech",
           "tts": "tiny-tts-speech", "video": "tiny-video-vlm-shapes",
           "tubelet": "tiny-tubelet-vlm-shapes", "vqvae": "tiny-vqvae-shapes",
           "chameleon": "tiny-chameleon-shapes", "ldm": "tiny-ldm-shapes",
-          "transfusion": "tiny-transfusion-shapes", "vlm-draws": "tiny-vlm-draws-shapes"}  # in training order
+          "transfusion": "tiny-transfusion-shapes", "vlm-draws": "tiny-vlm-draws-shapes",
+          "two-encoders": "tiny-two-encoders-shapes"}  # in training order
 
 
 def selected(args: list[str]) -> list[str]:
@@ -1628,6 +1773,6 @@ if __name__ == "__main__":
               "ctc": make_tiny_ctc, "codec": make_tiny_codec, "tts": make_tts, "video": make_video_vlm,
               "tubelet": make_tubelet_vlm, "vqvae": make_vqvae,
               "chameleon": make_chameleon, "ldm": make_ldm, "transfusion": make_transfusion,
-              "vlm-draws": make_vlm_draws}
+              "vlm-draws": make_vlm_draws, "two-encoders": make_two_encoders}
     for name in selected(sys.argv[1:]):
         print(f"{MODELS[name]}:", makers[name]())

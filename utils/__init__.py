@@ -54,6 +54,8 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  with any denoiser (Phase 7)
 * ``transfusion`` Transfusion-lite: one LlamaForCausalLM with next-token loss on words and a diffusion loss on
                  continuous image patches, Transfusion's attention mask, drawing and captioning (Phase 7)
+* ``janus``      one image encoder for both jobs? the zoo CLIP's features and the VQ codewords each read by the
+                 same VQA head and drawn back by the same decoder design (Janus's point, Phase 7)
 * ``colab``      installs what Colab lacks (Phase 0)
 """
 from . import attention, embeddings, env, lm, plots, text, train, vision, world  # light, always loaded
