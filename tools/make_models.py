@@ -1624,7 +1624,7 @@ budget.
 | `vq`: the zoo VQ-VAE's codewords (what tiny-chameleon-shapes writes) | 8×8 × 16 | 1,024 |
 
 Both encoders stay frozen; their tokens are standardised per channel. Per encoder, two heads:
-- **understanding**: Phase 4's projector VQA head (`utils.fusion.FusionVQA("projector")`, {head_params:,}
+- **understanding**: Phase 4's projector VQA head design (`utils.fusion.FusionVQA("projector")`, {head_params:,}
   parameters with the CLIP's tokens, {head_params_vq:,} with the codewords), the question encoded by tiny-vlm-shapes's
   frozen GPT-2; cross-entropy over the answers, AdamW one-cycle LR {vqa_lr}, batch {vqa_batch_size}, {vqa_steps}
   steps;
@@ -1637,8 +1637,8 @@ from utils import janus
 probe = janus.load_probe("clip")   # or "vq": .head (FusionVQA), .decoder (diffusers Decoder), .standardise
 ```
 
-Command: `make models MODEL=tiny-two-encoders-shapes` ({seconds:.0f} s on a 2-core CPU, every seed below included;
-needs tiny-vlm-shapes and tiny-vqvae-shapes).
+Command: `make models MODEL=tiny-two-encoders-shapes` ({seconds:.0f} s of training on a 2-core CPU, every seed below
+included, plus about half a minute to prepare the data and measure; needs tiny-vlm-shapes and tiny-vqvae-shapes).
 
 ## Metrics (the shipped heads, seed {seed}, on val scenes 0..{eval_last}; `tests/test_zoo.py` re-measures them)
 | job | from the CLIP's features | from the VQ codewords |

@@ -74,8 +74,8 @@ def as_grid(tokens: torch.Tensor) -> torch.Tensor:
 
 def pixel_decoder(channels: int, side: int, image_size: int = 32) -> nn.Module:
     """``diffusers``' VAE ``Decoder`` from a ``side``×``side`` grid of ``channels`` to RGB ``image_size`` pixels: the
-    zoo VQ-VAE's decoder design (GroupNorm of 8, one ResNet layer per block, no attention), one up block per
-    halving to undo."""
+    zoo VQ-VAE's decoder design (GroupNorm of 8, one ResNet layer per block, no attention): one up block per halving
+    to undo plus the last, full-resolution one (3 blocks from 8×8, 4 from 4×4)."""
     from diffusers.models.autoencoders.vae import Decoder
 
     blocks = int(np.log2(image_size // side)) + 1
@@ -160,7 +160,8 @@ def question_data(world, split: str, n_scenes: int, vlm, vqvae, seed: int = 0) -
     from .fusion import vqa_data
 
     data = vqa_data(world, split, n_scenes, vlm.visual, vlm.lm, vlm.tokenizer, seed=seed)
-    data["tokens"] = {e: image_tokens(e, data["pixels"], vlm.visual, vqvae) for e in ENCODERS}
+    assert data["grid"].shape[1:] == (16, 128), "vqa_data's grid is no longer the VLM's layer2 grid"
+    data["tokens"] = {"clip": data["grid"], "vq": image_tokens("vq", data["pixels"], vlm.visual, vqvae)}
     return data
 
 
