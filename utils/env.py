@@ -33,6 +33,7 @@ REQUIRED_PACKAGES: tuple[tuple[str, str], ...] = (
     ("jiwer", "jiwer"),
     ("vector_quantize_pytorch", "vector-quantize-pytorch"),
     ("diffusers", "diffusers"),
+    ("imagehash", "imagehash"),
     ("datasets", "datasets"),
     ("numpy", "numpy"),
     ("PIL", "pillow"),

@@ -11,8 +11,8 @@ The defects (``DEFECTS``; a record has none, one, or an image defect and a text 
 
 * ``exact_duplicate``  the same bytes as an earlier record (the first copy is not marked); it keeps that record's
                        image defects
-* ``near_duplicate``   an earlier record's image cropped by a few pixels, resized back, brightness jittered and
-                       re-encoded as JPEG; it keeps that record's image defects
+* ``near_duplicate``   an earlier record's image cropped by up to 2 pixels a side and resized back, brightness
+                       jittered and re-encoded as JPEG; it keeps that record's image defects
 * ``low_resolution``   a thumbnail, at most 16 pixels on a side
 * ``extreme_aspect``   a banner or a strip: one side at least three times the other
 * ``text_overlay``     a watermark burnt into the pixels (rendered letters across the image)
@@ -219,9 +219,9 @@ def _encode(image: np.ndarray, fmt: str, quality: int) -> tuple[bytes, str]:
 
 
 def near_copy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A re-posted copy: a few pixels cropped from each side, resized back, brightness shifted by a few levels."""
+    """A re-posted copy: up to 2 pixels (of 64) cropped from each side, resized back, brightness shifted ±8 levels."""
     h, w = image.shape[:2]
-    top, left, bottom, right = (int(v) for v in rng.integers(1, max(2, min(h, w) // 16 + 1), size=4))
+    top, left, bottom, right = (int(v) for v in rng.integers(0, max(1, min(h, w) // 32) + 1, size=4))
     cropped = Image.fromarray(image[top:h - bottom, left:w - right]).resize((w, h), Image.BILINEAR)
     shift = int(rng.integers(-8, 9))
     return np.clip(np.asarray(cropped).astype(np.int16) + shift, 0, 255).astype(np.uint8)

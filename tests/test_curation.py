@@ -1,0 +1,61 @@
+"""Tests for utils/curation.py: the average hash against imagehash, Hamming distances, keep-the-first
+deduplication, precision and recall, and exact dedup on the crawl (which must find every exact duplicate)."""
+from __future__ import annotations
+
+import imagehash
+import numpy as np
+import pytest
+from PIL import Image
+
+from utils import curation as cu
+from utils.world.crawl import Crawl
+
+
+@pytest.fixture(scope="module")
+def records():
+    return Crawl(seed=0).records(400)
+
+
+def test_average_hash_has_imagehash_bits(records):
+    for r in records[:120]:
+        image = r.image()
+        want = imagehash.average_hash(Image.fromarray(image)).hash.flatten()
+        assert np.array_equal(cu.average_hash(image), want), r.key
+        assert np.array_equal(cu.average_hash(Image.fromarray(image), 4),
+                              imagehash.average_hash(Image.fromarray(image), 4).hash.flatten())
+
+
+def test_hamming_matrix_counts_differing_bits():
+    rng = np.random.default_rng(0)
+    hashes = rng.random((7, 64)) < 0.5
+    d = cu.hamming_matrix(hashes)
+    for i in range(7):
+        for j in range(7):
+            assert d[i, j] == (hashes[i] != hashes[j]).sum()
+    h = [imagehash.ImageHash(x.reshape(8, 8)) for x in hashes]
+    assert d[2, 5] == h[2] - h[5]                                       # imagehash's `-` is the Hamming distance
+
+
+def test_first_copies_keeps_the_first_of_each_cluster_and_never_chains_through_a_dropped_one():
+    d = np.array([[0, 1, 9, 9],
+                  [1, 0, 2, 9],
+                  [9, 2, 0, 9],
+                  [9, 9, 9, 0]])
+    # 1 is within 1 of 0 (dropped); 2 is within 2 of 1 but 1 was dropped and 0 is far: 2 is kept at threshold 2
+    assert cu.first_copies(d, 0).tolist() == [True, True, True, True]
+    assert cu.first_copies(d, 2).tolist() == [True, False, True, True]
+    assert cu.first_copies(d, 9).tolist() == [True, False, False, False]
+
+
+def test_precision_recall():
+    truth = np.array([1, 1, 0, 0, 1], bool)
+    assert cu.precision_recall(np.array([1, 0, 1, 0, 0], bool), truth) == (0.5, pytest.approx(1 / 3))
+    assert cu.precision_recall(np.zeros(5, bool), truth) == (1.0, 0.0)
+    assert cu.precision_recall(truth, np.zeros(5, bool)) == (0.0, 1.0)
+
+
+def test_exact_dedup_on_the_crawl_is_perfect(records):
+    keep = cu.first_of_each([cu.exact_key(r.data) for r in records])
+    truth = np.array(["exact_duplicate" in r.defects for r in records])
+    assert truth.any() and cu.precision_recall(~keep, truth) == (1.0, 1.0)
+    assert cu.exact_key(records[0].data) == records[0].sha256()
