@@ -59,3 +59,17 @@ def test_exact_dedup_on_the_crawl_is_perfect(records):
     truth = np.array(["exact_duplicate" in r.defects for r in records])
     assert truth.any() and cu.precision_recall(~keep, truth) == (1.0, 1.0)
     assert cu.exact_key(records[0].data) == records[0].sha256()
+
+
+def test_near_dedup_on_the_crawl_has_a_usable_threshold():
+    """The crawl's design promise (its datasheet): after exact dedup, a 16×16 average hash finds most near-duplicates
+    with few false alarms at some threshold, and a looser threshold trades precision for recall."""
+    records = Crawl(seed=0).records(1000)
+    keep = cu.first_of_each([cu.exact_key(r.data) for r in records])
+    rest = [r for r, k in zip(records, keep) if k]
+    truth = np.array(["near_duplicate" in r.defects for r in rest])
+    distances = cu.hamming_matrix(np.stack([cu.average_hash(r.image(), 16) for r in rest]))
+    strict = cu.precision_recall(~cu.first_copies(distances, 8), truth)
+    loose = cu.precision_recall(~cu.first_copies(distances, 16), truth)
+    assert strict[0] >= 0.85 and strict[1] >= 0.5, strict
+    assert loose[1] > strict[1] and loose[0] < strict[0], (strict, loose)

@@ -62,6 +62,9 @@ DOMAINS: tuple[str, ...] = ("shapes-blog.example", "img.cdn-shapes.example", "fo
                             "shop.shapes.example", "wiki.shapes.example")
 HAZARD_RGB: tuple[tuple[int, int, int], tuple[int, int, int]] = ((230, 0, 200), (20, 20, 20))
 IMAGE_SIZE = 64       # the size an original image is rendered at
+# Web images are busier than one shape on grey: with single-object scenes, independently drawn originals often look
+# alike (one small shape in a similar place) and near-duplicate truth stops meaning much (see the datasheet).
+MIN_OBJECTS = 2
 CRAWL_STREAM = 8      # the crawl's generators: default_rng([seed, CRAWL_STREAM, index, part])
 
 
@@ -102,13 +105,14 @@ class CrawlRecord:
 class Crawl:
     """A seeded, deterministic crawl of image–alt-text records with their true defects.
 
-    Scenes are drawn as the training split of the world draws them (the ``holdout`` pairs never appear), so a model
-    trained on the crawl can be tested on the world's clean val and test scenes. ``rates`` overrides
+    Scenes are drawn as the training split of the world draws them (the ``holdout`` pairs never appear), with
+    ``min_objects`` to 4 objects, so a model trained on the crawl can be tested on the world's clean val and test
+    scenes. ``rates`` overrides
     :data:`DEFAULT_RATES` (a defect's probability per record; image defects exclusive, text defects exclusive).
     """
 
     def __init__(self, seed: int = 0, rates: dict[str, float] | None = None,
-                 holdout=DEFAULT_HOLDOUT, image_size: int = IMAGE_SIZE) -> None:
+                 holdout=DEFAULT_HOLDOUT, image_size: int = IMAGE_SIZE, min_objects: int = MIN_OBJECTS) -> None:
         self.seed = seed
         self.rates = {**DEFAULT_RATES, **(rates or {})}
         unknown = set(self.rates) - set(DEFECTS)
@@ -116,6 +120,7 @@ class Crawl:
         assert sum(self.rates[d] for d in IMAGE_DEFECTS) <= 1 and sum(self.rates[d] for d in TEXT_DEFECTS) <= 1
         self.holdout = frozenset(holdout)
         self.image_size = image_size
+        self.min_objects = min_objects
 
     def __repr__(self) -> str:
         return f"Crawl(seed={self.seed}, rates={self.rates})"
@@ -145,8 +150,8 @@ class Crawl:
         return index
 
     def scene(self, index: int) -> Scene:
-        """The scene record ``index`` was drawn with (the world's training distribution)."""
-        return sample_scene(self._rng(index, 2), None, self.holdout)
+        """The scene record ``index`` was drawn with (the world's training distribution, ``min_objects``..4 objects)."""
+        return sample_scene(self._rng(index, 2), None, self.holdout, self.min_objects)
 
     def record(self, index: int) -> CrawlRecord:
         """Record ``index``: a pure function of (seed, index)."""
@@ -197,9 +202,9 @@ class Crawl:
         if kind == "generic_text":
             return GENERIC_ALT_TEXTS[int(rng.integers(len(GENERIC_ALT_TEXTS)))].format(n=int(rng.integers(10**4))), kind
         if kind == "wrong_text":
-            other = sample_scene(rng, None, self.holdout)
+            other = sample_scene(rng, None, self.holdout, self.min_objects)
             while caption(other) == caption(scene):
-                other = sample_scene(rng, None, self.holdout)
+                other = sample_scene(rng, None, self.holdout, self.min_objects)
             return caption(other, template=int(rng.integers(CAPTION_TEMPLATES))), kind
         return caption(scene, template=int(rng.integers(CAPTION_TEMPLATES))), None
 
