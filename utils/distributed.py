@@ -1,0 +1,192 @@
+"""Data-parallel training with ``torch.distributed``: DistributedDataParallel on CPU processes (Phase 8).
+
+The script the course runs is the one people run at scale; only the launch arguments change. ``torchrun`` starts
+one process per worker (here 2 CPU processes; on a GPU node one per GPU; across nodes the same with
+``--nnodes``). Each process:
+
+1. joins the process group (``gloo`` on CPUs, ``nccl`` on GPUs);
+2. builds the same seeded model and wraps it in ``DistributedDataParallel``;
+3. reads its own share of every epoch through a ``DistributedSampler`` (rank r takes every world_size-th index of
+   one shared permutation);
+4. after ``backward()``, DDP has averaged the gradients of all processes (an all-reduce), so every process holds
+   the gradient of the *global* batch and takes the same optimizer step.
+
+Rank 0 then checks point 4 directly — one process computing the global batch of world_size × B examples gives the
+same gradients, to float tolerance — and times a few training steps. :func:`launch` starts the whole thing from
+Python (a notebook cell, a test) on a free port, with a timeout, and leaves no process behind::
+
+    from utils import distributed
+    result = distributed.launch(nproc=2)      # {"grads_equal": True, "max_abs_diff": ..., "samples_per_second": ...}
+
+or from a shell: ``torchrun --nproc_per_node 2 -m utils.distributed --out build/ddp.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .env import REPO_ROOT
+from .vision import small_cnn
+from .world import World
+
+N_EXAMPLES = 2048  # single-object world images (32 px), colour × shape labels
+
+
+def dataset(n: int = N_EXAMPLES) -> torch.utils.data.TensorDataset:
+    """Single-object world images (float, [0, 1], 32 px) with their colour × shape class ids."""
+    images, labels, _ = World(seed=0, image_size=32).single_object_split("train", n)
+    return torch.utils.data.TensorDataset(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255,
+                                          torch.from_numpy(labels))
+
+
+def first_batch_indices(n: int, world_size: int, rank: int, batch_size: int, seed: int) -> list[int]:
+    """The indices of ``rank``'s first batch of epoch 0, exactly as its ``DistributedSampler`` gives them."""
+    sampler = torch.utils.data.DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True,
+                                                  seed=seed, drop_last=True)
+    sampler.set_epoch(0)
+    return list(sampler)[:batch_size]
+
+
+def gradients(model: torch.nn.Module) -> torch.Tensor:
+    """All parameter gradients of ``model`` as one flat vector."""
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+def worker(out: str, batch_size: int = 32, steps: int = 30, seed: int = 0) -> None:
+    """One torchrun process: DDP gradient check (rank 0 against one process on the global batch) and a timed run."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)                         # one core per process: the processes *are* the parallelism
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if backend == "nccl" else torch.device("cpu")
+    data = dataset()
+
+    def fresh_model() -> torch.nn.Module:
+        torch.manual_seed(seed)                      # the same initial weights in every process
+        return small_cnn(24).to(device)
+
+    model = DistributedDataParallel(fresh_model())
+    sampler = torch.utils.data.DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                                                  drop_last=True)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, sampler=sampler, drop_last=True)
+
+    # 1. one step's gradients: DDP's all-reduced gradient against one process on the global batch
+    sampler.set_epoch(0)
+    x, y = next(iter(loader))
+    F.cross_entropy(model(x.to(device)), y.to(device)).backward()
+    ddp_grad = gradients(model.module).cpu()
+    result = {"backend": backend, "world_size": world_size, "batch_per_process": batch_size}
+    if rank == 0:
+        single = fresh_model()
+        rows = [i for r in range(world_size) for i in first_batch_indices(len(data), world_size, r, batch_size, seed)]
+        xs, ys = data[rows]
+        F.cross_entropy(single(xs.to(device)), ys.to(device)).backward()
+        diff = (gradients(single).cpu() - ddp_grad).abs().max().item()
+        result.update(max_abs_diff=diff, grad_scale=ddp_grad.abs().max().item(),
+                      grads_equal=bool(torch.allclose(gradients(single).cpu(), ddp_grad, atol=1e-6, rtol=1e-5)))
+
+    # 2. a timed run: every process steps on its own shard; the gradients are averaged at every backward
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.zero_grad()
+    losses, step, epoch = [], 0, 0
+    dist.barrier()
+    start = time.perf_counter()
+    while step < steps:
+        sampler.set_epoch(epoch)
+        for x, y in loader:
+            loss = F.cross_entropy(model(x.to(device)), y.to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            step += 1
+            if step == steps:
+                break
+        epoch += 1
+    dist.barrier()
+    seconds = time.perf_counter() - start
+    same = torch.tensor([p.detach().sum().item() for p in model.module.parameters()])
+    gathered = [torch.zeros_like(same) for _ in range(world_size)]
+    dist.all_gather(gathered, same)                  # the replicas never drift apart
+    if rank == 0:
+        result.update(steps=steps, seconds=round(seconds, 3),
+                      samples_per_second=round(steps * batch_size * world_size / seconds, 1),
+                      first_loss=round(losses[0], 4), last_loss=round(sum(losses[-5:]) / 5, 4),
+                      replicas_identical=all(torch.equal(g, gathered[0]) for g in gathered))
+        Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    dist.destroy_process_group()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    """Whether ``port`` on 127.0.0.1 can be bound (torchrun's rendezvous store would listen there)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def launch(nproc: int = 2, batch_size: int = 32, steps: int = 30, port: int | None = None,
+           timeout: float = 180.0) -> dict:
+    """Run :func:`worker` under ``torchrun`` with ``nproc`` processes and return rank 0's result.
+
+    ``port`` is the rendezvous port (default: a free one); a taken port is refused with a clear error before
+    anything starts. The launch runs in its own process group, killed as a whole on timeout, so no worker outlives
+    the call."""
+    if port is not None and not port_is_free(port):
+        raise RuntimeError(f"port {port} on 127.0.0.1 is taken (another torchrun, a notebook server?): pass another "
+                           "port, or none to pick a free one")
+    port = port or free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={nproc}",
+               "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "utils.distributed", "--out", str(out),
+               "--batch-size", str(batch_size), "--steps", str(steps)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+        process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, start_new_session=True)
+        try:
+            log, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise RuntimeError(f"torchrun did not finish in {timeout:.0f} s; its processes were killed") from None
+        if process.returncode != 0 or not out.exists():
+            raise RuntimeError(f"torchrun failed (exit {process.returncode}):\n{log[-3000:]}")
+        return json.loads(out.read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="where rank 0 writes its JSON result")
+    parser.add_argument("--batch-size", type=int, default=32, help="examples per process per step")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    worker(args.out, args.batch_size, args.steps, args.seed)
+
+
+if __name__ == "__main__":
+    main()
