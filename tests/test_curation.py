@@ -73,3 +73,51 @@ def test_near_dedup_on_the_crawl_has_a_usable_threshold():
     loose = cu.precision_recall(~cu.first_copies(distances, 16), truth)
     assert strict[0] >= 0.85 and strict[1] >= 0.5, strict
     assert loose[1] > strict[1] and loose[0] < strict[0], (strict, loose)
+
+
+@pytest.fixture(scope="module")
+def crawl_1000():
+    records = Crawl(seed=0).records(1000)
+    return records, [r.image() for r in records]
+
+
+def truth_of(records, defect: str) -> np.ndarray:
+    return np.array([defect in r.defects for r in records])
+
+
+def test_the_unsafe_stand_in_is_caught_with_recall_one_and_no_false_alarm(crawl_1000):
+    records, images = crawl_1000
+    flagged = np.array([cu.unsafe_share(im) > 0.02 for im in images])
+    assert cu.precision_recall(flagged, truth_of(records, "unsafe")) == (1.0, 1.0)
+
+
+def test_size_filter_removes_exactly_the_thumbnails_and_banners(crawl_1000):
+    records, _ = crawl_1000
+    flagged = np.array([not cu.size_ok(r.size) for r in records])
+    truth = truth_of(records, "low_resolution") | truth_of(records, "extreme_aspect")
+    assert cu.precision_recall(flagged, truth) == (1.0, 1.0)
+    assert cu.size_ok((64, 64)) and not cu.size_ok((16, 16)) and not cu.size_ok((96, 32))
+
+
+def test_overlay_score_finds_burnt_in_text_once_the_unsafe_records_are_gone(crawl_1000):
+    from sklearn.metrics import roc_auc_score
+
+    records, images = crawl_1000
+    safe = ~truth_of(records, "unsafe")
+    scores = np.array([cu.overlay_score(im) for im in images])
+    assert roc_auc_score(truth_of(records, "text_overlay")[safe], scores[safe]) > 0.97
+
+
+def test_clip_score_ranks_bad_alt_text_low_and_the_fraction_kept_is_a_choice(crawl_1000):
+    from sklearn.metrics import roc_auc_score
+
+    from utils.clip import load_clip
+
+    records, images = crawl_1000
+    model, _, tokenizer = load_clip()
+    scores = cu.clip_scores(model, tokenizer, images, [r.alt_text for r in records])
+    bad = truth_of(records, "wrong_text") | truth_of(records, "generic_text")
+    assert roc_auc_score(bad, -scores) > 0.9
+    keep_30 = cu.precision_recall(scores < np.quantile(scores, 0.7), bad)   # DataComp's default: keep the top 30 %
+    keep_70 = cu.precision_recall(scores < np.quantile(scores, 0.3), bad)
+    assert keep_30[1] == 1.0 and keep_30[0] < 0.5 < keep_70[0]            # on this crawl 30 % throws good data away

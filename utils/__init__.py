@@ -57,7 +57,8 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
 * ``janus``      one image encoder for both jobs? the zoo CLIP's features and the VQ codewords each read by the
                  same VQA head and drawn back by the same decoder design (Janus's point, Phase 7)
 * ``curation``   data curation stage by stage: exact and perceptual-hash deduplication (the average hash, as
-                 imagehash computes it), Hamming distances, keep-the-first, a filter's precision and recall (Phase 8)
+                 imagehash computes it), Hamming distances, keep-the-first; the unsafe stand-in, burnt-in text, size
+                 and aspect filters; CLIP scores; a filter's precision and recall (Phase 8)
 * ``compute``    what training costs: the 6·N·D rule (+ attention) checked against FlopCounterMode, the parameters
                  that count, gradient accumulation (Phase 8)
 * ``distributed`` data-parallel training with torch.distributed: DistributedDataParallel under torchrun (gloo on
