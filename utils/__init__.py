@@ -61,6 +61,7 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  and aspect filters; CLIP scores; a filter's precision and recall (Phase 8)
 * ``compute``    what training costs: the 6·N·D rule (+ attention) checked against FlopCounterMode, the parameters
                  that count, gradient accumulation (Phase 8)
+* ``shards``     a dataset as Parquet shards (datasets' to_parquet) streamed back, split across ranks (Phase 8)
 * ``distributed`` data-parallel training with torch.distributed: DistributedDataParallel under torchrun (gloo on
                  CPUs), its gradients checked against one process on the global batch, a safe launcher (Phase 8)
 * ``colab``      installs what Colab lacks (Phase 0)

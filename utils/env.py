@@ -271,6 +271,12 @@ def quiet_libraries() -> None:
         diffusers_logging.set_verbosity_error()  # e.g. "Guiders are currently an experimental feature"
     except ImportError:
         pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()  # "Creating parquet from Arrow format" for every shard
+    except ImportError:
+        pass
 
 
 def setup(seed: int = 0, check: bool = True) -> "torch.device":
