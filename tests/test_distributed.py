@@ -11,14 +11,24 @@ import torch
 from utils import distributed
 
 
+def launched_here() -> list[psutil.Process]:
+    """This process's descendants that are torchrun or its workers."""
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if any("torch.distributed.run" in a or "utils.distributed" in a for a in p.cmdline()):
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
 def test_ddp_on_two_processes_matches_one_process_on_the_global_batch():
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
     result = distributed.launch(nproc=2, steps=10)
-    assert result["backend"] == "gloo" and result["world_size"] == 2
-    assert result["grads_equal"] and result["max_abs_diff"] < 1e-6 < result["grad_scale"]
-    assert result["replicas_identical"] and result["samples_per_second"] > 0
-    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-    assert not left, f"processes left behind: {left}"
+    assert result["backend"] == "gloo" and result["world_size"] == 2, result
+    assert result["grads_equal"] and result["max_abs_diff"] < 1e-6 < result["grad_scale"], result
+    assert result["replicas_identical"] and result["samples_per_second"] > 0, result
+    assert not launched_here(), "torchrun processes left behind"
 
 
 def test_the_samplers_split_one_permutation_without_overlap():
@@ -35,3 +45,9 @@ def test_a_taken_port_is_refused_before_anything_starts():
         with pytest.raises(RuntimeError, match="port .* is taken"):
             distributed.launch(nproc=2, port=s.getsockname()[1])
     assert distributed.port_is_free(distributed.free_port())
+
+
+def test_a_launch_that_runs_out_of_time_is_killed_whole():
+    with pytest.raises(RuntimeError, match="did not finish"):
+        distributed.launch(nproc=2, timeout=1.0)
+    assert not launched_here(), "a timed-out torchrun left processes behind"

@@ -107,8 +107,8 @@ class Crawl:
 
     Scenes are drawn as the training split of the world draws them (the ``holdout`` pairs never appear), with
     ``min_objects`` to 4 objects, so a model trained on the crawl can be tested on the world's clean val and test
-    scenes. ``rates`` overrides
-    :data:`DEFAULT_RATES` (a defect's probability per record; image defects exclusive, text defects exclusive).
+    scenes. ``rates`` overrides :data:`DEFAULT_RATES` (a defect's probability per record; image defects exclude each
+    other, text defects too).
     """
 
     def __init__(self, seed: int = 0, rates: dict[str, float] | None = None,
@@ -123,7 +123,7 @@ class Crawl:
         self.min_objects = min_objects
 
     def __repr__(self) -> str:
-        return f"Crawl(seed={self.seed}, rates={self.rates})"
+        return f"Crawl(seed={self.seed}, min_objects={self.min_objects}, rates={self.rates})"
 
     def _rng(self, index: int, part: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, CRAWL_STREAM, index, part])
@@ -138,7 +138,7 @@ class Crawl:
         return None
 
     def image_defect(self, index: int) -> str | None:
-        """The image defect drawn for record ``index`` (a duplicate can have none at its first record: 0)."""
+        """The image defect drawn for record ``index``, or None (record 0 has nothing to copy: never a duplicate)."""
         kind = self._draw(index, IMAGE_DEFECTS, 0)
         return None if index == 0 and kind in ("exact_duplicate", "near_duplicate") else kind
 
