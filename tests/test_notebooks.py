@@ -1,6 +1,5 @@
 """Exercise notebooks run top to bottom unsolved; `make lab` serves JupyterLab."""
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -9,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from utils import progress
+from utils.distributed import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXERCISES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -25,15 +25,9 @@ def test_unsolved_exercise_notebook_runs(path):
     assert report.exercises and {e.status for e in report.exercises} == {"unsolved"}, progress.format_report(report)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_make_lab_serves_jupyterlab():
-    port = _free_port()
+    port = free_port()
     flags = f"--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token=smoke"
     proc = subprocess.Popen(["make", "-s", "lab", f"LAB_FLAGS={flags}"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)

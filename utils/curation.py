@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .world.crawl import HAZARD_RGB
+
 
 def exact_key(data: bytes) -> str:
     """The exact-deduplication key of an encoded image: the hex SHA-256 of its bytes."""
@@ -76,9 +78,9 @@ def precision_recall(flagged: np.ndarray, truth: np.ndarray) -> tuple[float, flo
     return (hits / flagged.sum() if flagged.any() else 1.0), (hits / truth.sum() if truth.any() else 1.0)
 
 
-def unsafe_share(image: np.ndarray, marker: tuple[int, int, int] = (230, 0, 200), tolerance: int = 80) -> float:
-    """Share of pixels within ``tolerance`` (sum of channel differences) of the crawl's unsafe marker colour
-    (``utils.world.crawl.HAZARD_RGB[0]``); the stand-in's band covers several percent of an image, nothing else does."""
+def unsafe_share(image: np.ndarray, marker: tuple[int, int, int] = HAZARD_RGB[0], tolerance: int = 80) -> float:
+    """Share of pixels within ``tolerance`` (sum of channel differences) of the crawl's unsafe marker colour; the
+    stand-in's band covers several percent of an image, nothing else does."""
     return float((np.abs(np.asarray(image, dtype=np.int32) - np.array(marker)).sum(-1) < tolerance).mean())
 
 
