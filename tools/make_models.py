@@ -1749,13 +1749,203 @@ def measure_two_encoders(out: Path = ZOO / "tiny-two-encoders-shapes", training:
     return metrics
 
 
+CRAWL_CLIPS_RECIPE = {"crawl_seed": 0, "records": 12000, "hash_size": 16, "threshold": 8, "keep": 0.4,
+                      "recaption_seed": 0, "steps": 1500, "batch_size": 128, "lr": 2e-3, "resnet_width": 8,
+                      "seeds": [0, 1, 2], "seed": 0, "threads": 2, "world_seed": 0}
+CRAWL_VARIANTS = ("raw", "filtered", "filtered_recaptioned", "recaptioned", "one_pattern", "clean_then_noisy",
+                  "noisy_then_clean", "mixed")
+CRAWL_SAVED = ("raw", "filtered", "filtered_recaptioned", "recaptioned")   # the shipped models (seed 0)
+
+CRAWL_CLIPS_CARD = """# tiny-crawl-clips-shapes
+
+Phase 8's caption ablation: the same small CLIP trained under one budget on what a pipeline makes of one noisy crawl
+(`Crawl(seed={crawl_seed})`, its first {records:,} records; `utils.world.crawl`, datasheet
+`docs/datasheets/shapes-crawl.md`), then tested on clean held-out scenes of `World(seed={world_seed})`.
+
+The pipeline (`utils.curation.run_pipeline`): exact dedup (SHA-256 of the bytes) → the unsafe stand-in filter →
+size and aspect filter → near dedup (average hash {hash_size}×{hash_size}, Hamming ≤ {threshold}, keep the first) →
+text-overlay filter → CLIP score with the zoo CLIP, keep the top {keep_pct} of what is left.
+Recaptions: `utils.curation.recaption` — the zoo VLM (tiny-vlm-shapes) answers how many objects, which of the 24
+colour–shape classes are there, their sizes and which is left of / above which; the scene graph read off those
+answers is written out by the world's captioner in one of its five paraphrases.
+
+| training set | what | pairs |
+|---|---|---|
+{sets}
+
+Every model: `utils.clip.zoo_config()` with a ResNet base width of {resnet_width} ({params:,} parameters), trained
+from scratch with open_clip's `ClipLoss`, AdamW one-cycle LR {lr}, batch {batch_size}, {steps:,} steps (each set
+seen as many times as that budget allows). The staged runs spend half the steps on one set, then half on the
+other; `mixed` draws from both at once (`utils.curation.stage_sampler`).
+
+```python
+from utils.clip import load_clip
+model, _, tokenizer = load_clip("local-dir:data/models/tiny-crawl-clips-shapes/recaptioned")
+```
+
+Command: `make models MODEL=tiny-crawl-clips-shapes` ({seconds:.0f} s on a 2-core CPU: the pipeline, the
+recaptions and {runs} trainings; needs tiny-clip-shapes and tiny-vlm-shapes).
+
+## Metrics (`utils.clip.evaluate_clip` on the world's test split: Recall@1 among 100 scenes, averaged over 10 blocks;
+zero-shot colour × shape of single-object scenes, 24 classes)
+The shipped models (training seed {seed}; `tests/test_zoo.py` re-measures them):
+
+| training set | image→text R@1 | text→image R@1 | zero-shot (seen pairs) |
+|---|---|---|---|
+{rows}
+
+Every training set over training seeds {seeds_text} (image→text R@1, lowest–highest):
+
+| training set | R@1 over seeds | zero-shot over seeds |
+|---|---|---|
+{seed_rows}
+
+Recaption quality on the {n_recaptioned:,} images that passed the image filters, scored against their scene graphs
+(`utils.curation.caption_scores`): {recaption_quality}. Their alt text: {alt_quality}.
+"""
+
+
+def crawl_training_pool(r: dict = CRAWL_CLIPS_RECIPE) -> dict:
+    """The caption ablation's data: every (image, text) pair any training set uses — the crawl's alt texts, the
+    varied recaptions and the one-pattern recaptions — as one pool, and each training set as indices into it."""
+    from utils import curation
+    from utils.world.crawl import Crawl
+
+    records = Crawl(seed=r["crawl_seed"]).records(r["records"])
+    images = [rec.image() for rec in records]
+    small = curation.small_images(images)
+    model, _, tokenizer = clip.load_clip()
+    scores = curation.clip_scores(model, tokenizer, images, [rec.alt_text for rec in records])
+    kept = curation.run_pipeline(records, images, scores, hash_size=r["hash_size"], threshold=r["threshold"],
+                                 keep=r["keep"])
+    reader = vlm.TinyVLM.from_pretrained(vlm.ZOO_VLM)
+    image_kept = np.flatnonzero(kept["overlay"])
+    with torch.no_grad():
+        scenes = curation.read_scenes(reader, reader.image_features(clip.normalize_images(small[image_kept])))
+    varied = curation.describe_scenes(scenes, r["recaption_seed"])
+    fixed = curation.describe_scenes(scenes, varied=False)
+    n = len(records)
+    image_index = np.concatenate([np.arange(n), image_kept, image_kept])
+    texts = [rec.alt_text for rec in records] + varied + fixed
+    recap = n + np.arange(len(image_kept))                 # pool rows of the varied recaptions
+    filtered = np.flatnonzero(kept["clip_score"])
+    sets = {"raw": np.arange(n), "filtered": filtered, "filtered_recaptioned": recap[np.isin(image_kept, filtered)],
+            "recaptioned": recap, "one_pattern": n + len(image_kept) + np.arange(len(image_kept))}
+    return {"small": small, "image_index": image_index, "texts": texts, "sets": sets, "tokenizer": tokenizer,
+            "quality": {"recaptioned": curation.caption_scores(varied, [records[i].scene for i in image_kept]),
+                        "alt": curation.caption_scores([records[i].alt_text for i in image_kept],
+                                                       [records[i].scene for i in image_kept])}}
+
+
+def crawl_schedule(variant: str, sets: dict, steps: int) -> list[tuple[np.ndarray, int]]:
+    """The sampling schedule of a training set: one stage, or two halves (staged), or the union (mixed)."""
+    half = steps // 2
+    if variant == "clean_then_noisy":
+        return [(sets["recaptioned"], half), (sets["raw"], steps - half)]
+    if variant == "noisy_then_clean":
+        return [(sets["raw"], half), (sets["recaptioned"], steps - half)]
+    if variant == "mixed":
+        return [(np.concatenate([sets["raw"], sets["recaptioned"]]), steps)]
+    return [(sets[variant], steps)]
+
+
+def make_crawl_clips(out: Path = ZOO / "tiny-crawl-clips-shapes") -> dict:
+    """Run the pipeline on the crawl, recaption, train a small CLIP on each training set of CRAWL_VARIANTS for every
+    seed, save the seed's models of CRAWL_SAVED (open_clip format) and write the card; returns the metrics."""
+    from open_clip.push_to_hf_hub import save_for_hf
+
+    from utils import curation
+
+    r = CRAWL_CLIPS_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    start = time.perf_counter()
+    pool = crawl_training_pool(r)
+    tokenizer = pool["tokenizer"]
+    images = clip.normalize_images(pool["small"])[torch.as_tensor(pool["image_index"])]
+    tokens = tokenizer(pool["texts"])
+    world = World(seed=r["world_seed"], image_size=32)
+    config = clip.zoo_config()
+    config["vision_cfg"]["width"] = r["resnet_width"]
+    runs: dict[str, dict] = {v: {} for v in CRAWL_VARIANTS}
+    for seed in r["seeds"]:
+        for variant in CRAWL_VARIANTS:
+            env.seed_everything(seed)
+            model = clip.create_tiny_clip(config)
+            sampler = curation.stage_sampler(crawl_schedule(variant, pool["sets"], r["steps"]), r["batch_size"])
+            clip.train_clip(model, images, tokens, steps=r["steps"], batch_size=r["batch_size"], lr=r["lr"],
+                            seed=seed, sampler=sampler, desc=f"CLIP on {variant}, seed {seed}")
+            model.eval()
+            scores = clip.evaluate_clip(model, tokenizer, world)
+            runs[variant][seed] = {k: round(scores[k], 4) for k in ("image_to_text_r1", "zero_shot_seen")}
+            if seed == r["seed"] and variant in CRAWL_SAVED:
+                save_for_hf(model, tokenizer, config, out / variant, safe_serialization=True)
+    training = {"recipe": r, "seeds": runs, "pairs": {k: len(v) for k, v in pool["sets"].items()},
+                "quality": {k: {m: round(x, 4) for m, x in q.items()} for k, q in pool["quality"].items()},
+                "train_seconds": round(time.perf_counter() - start, 1)}
+    torch.set_num_threads(threads)
+    return measure_crawl_clips(out, training)
+
+
+CRAWL_SET_TEXT = {
+    "raw": "the crawl as scraped: every record, its alt text, images squashed to 32×32",
+    "filtered": "the records every stage kept, with their alt text",
+    "filtered_recaptioned": "the same images, with the VLM's recaptions instead",
+    "recaptioned": "every record the image filters kept, recaptioned (the CLIP-score stage skipped: its alt text "
+                   "no longer matters)",
+    "one_pattern": "the same, recaptions always in one sentence pattern, objects in a fixed order",
+    "clean_then_noisy": "`recaptioned` for half the steps, then `raw` (the seed's curriculum: clean first)",
+    "noisy_then_clean": "`raw`, then `recaptioned` for the last half",
+    "mixed": "`raw` and `recaptioned` together, drawn at random throughout"}
+
+
+def measure_crawl_clips(out: Path = ZOO / "tiny-crawl-clips-shapes", training: dict | None = None) -> dict:
+    """Measure the saved CLIPs (through ``load_clip("local-dir:...")``) on the world's test split; write
+    metrics.json and the card."""
+    training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
+                            if k in ("recipe", "seeds", "pairs", "quality", "train_seconds")}
+    r = training["recipe"]
+    world = World(seed=r["world_seed"], image_size=32)
+    metrics, params = {}, 0
+    for variant in CRAWL_SAVED:
+        model, _, tokenizer = clip.load_clip(f"local-dir:{out / variant}")
+        params = sum(p.numel() for p in model.parameters())
+        metrics[variant] = {k: round(v, 4) for k, v in clip.evaluate_clip(model, tokenizer, world).items()}
+    result = {**training, "metrics": metrics}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    pairs = training["pairs"]
+    pairs = {**pairs, "clean_then_noisy": pairs["raw"] + pairs["recaptioned"],
+             "noisy_then_clean": pairs["raw"] + pairs["recaptioned"], "mixed": pairs["raw"] + pairs["recaptioned"]}
+    seeds = training["seeds"]
+
+    def spread(variant: str, key: str) -> str:
+        values = [v[key] for v in seeds[variant].values()]
+        return f"{min(values):.3f}–{max(values):.3f}"
+
+    def quality(q: dict) -> str:
+        return (f"{q['chair_i']:.1%} of the objects named are not there (CHAIRi), {q['recall']:.1%} of the scenes' "
+                f"objects named, {q['exact']:.1%} name exactly the scene's objects and sizes")
+
+    (out / "README.md").write_text(CRAWL_CLIPS_CARD.format(
+        sets="\n".join(f"| `{v}` | {CRAWL_SET_TEXT[v]} | {pairs[v]:,} |" for v in CRAWL_VARIANTS),
+        rows="\n".join(f"| `{v}` | {m['image_to_text_r1']:.3f} | {m['text_to_image_r1']:.3f} | "
+                       f"{m['zero_shot_seen']:.3f} |" for v, m in metrics.items()),
+        seed_rows="\n".join(f"| `{v}` | {spread(v, 'image_to_text_r1')} | {spread(v, 'zero_shot_seen')} |"
+                            for v in CRAWL_VARIANTS),
+        keep_pct=f"{r['keep']:.0%}", params=params, seconds=training["train_seconds"],
+        runs=len(CRAWL_VARIANTS) * len(r["seeds"]), seeds_text=", ".join(map(str, r["seeds"])),
+        n_recaptioned=pairs["recaptioned"], recaption_quality=quality(training["quality"]["recaptioned"]),
+        alt_quality=quality(training["quality"]["alt"]), **r))
+    return metrics
+
+
 MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm-shapes",
           "whisper": "tiny-whisper-shapes", "ctc": "tiny-ctc-shapes", "codec": "tiny-codec-speech",
           "tts": "tiny-tts-speech", "video": "tiny-video-vlm-shapes",
           "tubelet": "tiny-tubelet-vlm-shapes", "vqvae": "tiny-vqvae-shapes",
           "chameleon": "tiny-chameleon-shapes", "ldm": "tiny-ldm-shapes",
           "transfusion": "tiny-transfusion-shapes", "vlm-draws": "tiny-vlm-draws-shapes",
-          "two-encoders": "tiny-two-encoders-shapes"}  # in training order
+          "two-encoders": "tiny-two-encoders-shapes", "crawl-clips": "tiny-crawl-clips-shapes"}  # in training order
 
 
 def selected(args: list[str]) -> list[str]:
@@ -1773,6 +1963,6 @@ if __name__ == "__main__":
               "ctc": make_tiny_ctc, "codec": make_tiny_codec, "tts": make_tts, "video": make_video_vlm,
               "tubelet": make_tubelet_vlm, "vqvae": make_vqvae,
               "chameleon": make_chameleon, "ldm": make_ldm, "transfusion": make_transfusion,
-              "vlm-draws": make_vlm_draws, "two-encoders": make_two_encoders}
+              "vlm-draws": make_vlm_draws, "two-encoders": make_two_encoders, "crawl-clips": make_crawl_clips}
     for name in selected(sys.argv[1:]):
         print(f"{MODELS[name]}:", makers[name]())

@@ -58,12 +58,16 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  same VQA head and drawn back by the same decoder design (Janus's point, Phase 7)
 * ``curation``   data curation stage by stage: exact and perceptual-hash deduplication (the average hash, as
                  imagehash computes it), Hamming distances, keep-the-first; the unsafe stand-in, burnt-in text, size
-                 and aspect filters; CLIP scores; a filter's precision and recall (Phase 8)
+                 and aspect filters; CLIP scores; a filter's precision and recall; the whole pipeline; recaptions
+                 read off the zoo VLM's answers and CHAIR against the scene graph (Phase 8)
 * ``compute``    what training costs: the 6·N·D rule (+ attention) checked against FlopCounterMode, the parameters
                  that count, gradient accumulation (Phase 8)
 * ``shards``     a dataset as Parquet shards (datasets' to_parquet) streamed back, split across ranks (Phase 8)
 * ``distributed`` data-parallel training with torch.distributed: DistributedDataParallel under torchrun (gloo on
-                 CPUs), its gradients checked against one process on the global batch, a safe launcher (Phase 8)
+                 CPUs), its gradients checked against one process on the global batch, a safe launcher, a rank's
+                 share as DistributedSampler deals it (Phase 8)
+* ``dpo``        multimodal preference alignment: POPE-style hallucination probes and numbers, caption-derived
+                 instruction data (the yes-bias), preference pairs from the scene graph, the DPO loss and a run (Phase 8)
 * ``colab``      installs what Colab lacks (Phase 0)
 """
 from . import attention, embeddings, env, lm, plots, text, train, vision, world  # light, always loaded

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -48,6 +49,17 @@ def dataset(n: int = N_EXAMPLES) -> torch.utils.data.TensorDataset:
     images, labels, _ = World(seed=0, image_size=32).single_object_split("train", n)
     return torch.utils.data.TensorDataset(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255,
                                           torch.from_numpy(labels))
+
+
+def shard_indices(order: Sequence[int], rank: int, world_size: int) -> list[int]:
+    """``rank``'s share of a dataset visited in ``order`` (already shuffled, or not), as ``DistributedSampler``
+    deals it: the order padded to a multiple of ``world_size`` by repeating its first indices, then every
+    ``world_size``-th index from position ``rank``. Every rank gets the same number — so that no rank waits for a
+    gradient the others never send — and together they cover every index."""
+    order = list(order)
+    total = -(-len(order) // world_size) * world_size
+    padded = order + (order * (total // max(len(order), 1) + 1))[:total - len(order)]
+    return padded[rank:total:world_size]
 
 
 def first_batch_indices(n: int, world_size: int, rank: int, batch_size: int, seed: int) -> list[int]:

@@ -19,6 +19,8 @@ The defects (``DEFECTS``; a record has none, one, or an image defect and a text 
 * ``unsafe``           the stand-in for content that must be removed (below)
 * ``generic_text``     alt text that says nothing about the image: "IMG_0423.jpg", "photo", "untitled"...
 * ``wrong_text``       the caption of another scene
+* ``partial_text``     alt text that names one of the scene's objects and no other ("a blue square", "red circle"):
+                       true but short, the commonest kind of web alt text, which recaptioning is for
 
 The stand-in for unsafe content is a marked pattern, a band of magenta and black hazard stripes across the image.
 It stands for NSFW and child sexual abuse material, whose removal is mandatory and is done in practice with
@@ -49,13 +51,15 @@ from .vocabulary import DEFAULT_HOLDOUT
 
 IMAGE_DEFECTS: tuple[str, ...] = ("exact_duplicate", "near_duplicate", "low_resolution", "extreme_aspect",
                                   "text_overlay", "unsafe")
-TEXT_DEFECTS: tuple[str, ...] = ("generic_text", "wrong_text")
+TEXT_DEFECTS: tuple[str, ...] = ("generic_text", "wrong_text", "partial_text")
 DEFECTS: tuple[str, ...] = IMAGE_DEFECTS + TEXT_DEFECTS
 INHERITED: frozenset[str] = frozenset({"low_resolution", "extreme_aspect", "text_overlay", "unsafe"})
 # How often each defect is drawn for a record (image defects are exclusive; text defects too); the rest is clean.
 DEFAULT_RATES: dict[str, float] = {"exact_duplicate": 0.08, "near_duplicate": 0.08, "low_resolution": 0.05,
                                    "extreme_aspect": 0.05, "text_overlay": 0.08, "unsafe": 0.02,
-                                   "generic_text": 0.10, "wrong_text": 0.15}
+                                   "generic_text": 0.10, "wrong_text": 0.15, "partial_text": 0.35}
+PARTIAL_ALT_TEXTS: tuple[str, ...] = ("a {size} {color} {shape}", "{color} {shape}", "a {color} {shape}",
+                                      "{size} {color} {shape}", "my {color} {shape}")
 GENERIC_ALT_TEXTS: tuple[str, ...] = ("IMG_{n:04d}.jpg", "DSC_{n:04d}.JPG", "photo", "image", "untitled",
                                       "picture {n}", "screenshot_{n}.png", "click here", "thumbnail", "")
 DOMAINS: tuple[str, ...] = ("shapes-blog.example", "img.cdn-shapes.example", "forum.shapes.example",
@@ -206,6 +210,10 @@ class Crawl:
             while caption(other) == caption(scene):
                 other = sample_scene(rng, None, self.holdout, self.min_objects)
             return caption(other, template=int(rng.integers(CAPTION_TEMPLATES))), kind
+        if kind == "partial_text":
+            obj = scene.objects[int(rng.integers(len(scene.objects)))]
+            form = PARTIAL_ALT_TEXTS[int(rng.integers(len(PARTIAL_ALT_TEXTS)))]
+            return form.format(size=obj.size, color=obj.color, shape=obj.shape), kind
         return caption(scene, template=int(rng.integers(CAPTION_TEMPLATES))), None
 
     def records(self, n: int, start: int = 0) -> list[CrawlRecord]:
