@@ -6,10 +6,12 @@ import pytest
 def test_selection_by_short_or_full_name_keeps_zoo_order():
     assert make_models.selected([]) == ["gpt", "clip", "vlm", "whisper", "ctc", "codec", "tts", "video",
                                            "tubelet", "vqvae", "chameleon", "ldm", "transfusion", "vlm-draws",
-                                           "two-encoders"]
+                                           "two-encoders", "crawl-clips"]
     # the drawing VLM starts from the VLM and its card compares it with the Chameleon
     assert make_models.selected(["tiny-vlm-draws-shapes", "chameleon", "vlm"]) == ["vlm", "chameleon", "vlm-draws"]
     assert make_models.selected(["tiny-two-encoders-shapes", "vqvae", "vlm"]) == ["vlm", "vqvae", "two-encoders"]
+    # the crawl CLIPs need the zoo CLIP (its score) and the zoo VLM (the recaptions)
+    assert make_models.selected(["tiny-crawl-clips-shapes", "vlm", "clip"]) == ["clip", "vlm", "crawl-clips"]
     assert make_models.selected(["tiny-transfusion-shapes", "vqvae"]) == ["vqvae", "transfusion"]
     assert make_models.selected(["tiny-ldm-shapes", "vqvae"]) == ["vqvae", "ldm"]  # its latents first
     assert make_models.selected(["tiny-chameleon-shapes", "vqvae"]) == ["vqvae", "chameleon"]  # tokenizer first

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import env
 from .train import adamw_one_cycle, infinite_batches, train, update
 from .world.scene import Scene
 from .world.vocabulary import COLORS, NUMBER_WORDS, SHAPES
@@ -128,7 +129,7 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_cho
     return -F.logsigmoid(beta * margin).mean()
 
 
-def answer_accuracy(vlm, features: torch.Tensor, rows: Sequence[tuple[int, str, str]],
+def answer_words(vlm, features: torch.Tensor, rows: Sequence[tuple[int, str, str]],
                     candidates: Sequence[str] = ("yes", "no"), batch_size: int = 512) -> np.ndarray:
     """The VLM's answers to (image index, question, answer) ``rows`` among ``candidates``: the chosen words."""
     scores = vlm.answer_scores(features[[i for i, *_ in rows]], [q for _, q, *_ in rows], candidates, batch_size)
@@ -137,10 +138,11 @@ def answer_accuracy(vlm, features: torch.Tensor, rows: Sequence[tuple[int, str, 
 
 def train_dpo(vlm, features: torch.Tensor, pairs: Sequence[tuple[int, str, str, str]], *, steps: int,
               beta: float = 0.1, batch_size: int = 64, lr: float = 1e-4, seed: int = 0, params=None,
-              desc: str = "DPO"):
+              loss_fn=None, desc: str = "DPO"):
     """Train ``vlm`` (the policy; ``params``, default its language model and projector) with DPO on ``pairs``
     (image index, question, chosen, rejected); the reference is a frozen copy taken before the first step, and
-    its log-probabilities are computed once. Returns (History, reference model)."""
+    its log-probabilities are computed once. ``loss_fn`` (default :func:`dpo_loss`) takes the four log-probability
+    batches and β. Returns (History, reference model)."""
     reference = copy.deepcopy(vlm).eval()
     for p in reference.parameters():
         p.requires_grad_(False)
@@ -154,7 +156,7 @@ def train_dpo(vlm, features: torch.Tensor, pairs: Sequence[tuple[int, str, str, 
                                         rejected[k:k + 512]) for k in range(0, len(pairs), 512)])
     params = list(params) if params is not None else list(vlm.lm.parameters()) + list(vlm.projector.parameters())
     optimizer, schedule = adamw_one_cycle(params, lr, steps)
-    generator = torch.Generator().manual_seed(seed)
+    generator = env.generator(seed)          # COURSE_SEED moves it, as every training seed of the course
     rows = torch.arange(len(pairs))
 
     def step(batch: tuple[torch.Tensor, ...]) -> float:
@@ -165,7 +167,7 @@ def train_dpo(vlm, features: torch.Tensor, pairs: Sequence[tuple[int, str, str, 
         logprobs = next_word_logprobs(vlm, f, qs)
         pc = answer_logps(vlm, f, qs, [chosen[j] for j in k.tolist()], logprobs)
         pr = answer_logps(vlm, f, qs, [rejected[j] for j in k.tolist()], logprobs)
-        return update(dpo_loss(pc, pr, ref_c[k], ref_r[k], beta), optimizer, schedule)
+        return update((loss_fn or dpo_loss)(pc, pr, ref_c[k], ref_r[k], beta), optimizer, schedule)
 
     history = train(step, infinite_batches((rows,), batch_size, generator), steps, desc=desc)
     vlm.eval()
