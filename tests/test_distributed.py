@@ -1,5 +1,6 @@
 """Tests for utils/distributed.py: torchrun with 2 CPU processes (gloo) — DDP's averaged gradients equal one process's
-on the global batch, the replicas stay identical, no process is left behind, a taken port is refused clearly."""
+on the global batch, the replicas stay identical, FSDP2 shards the weights and keeps the gradients, a rank's share is
+DistributedSampler's, no process is left behind, a taken port is refused clearly."""
 from __future__ import annotations
 
 import socket
@@ -29,6 +30,26 @@ def test_ddp_on_two_processes_matches_one_process_on_the_global_batch():
     assert result["grads_equal"] and result["max_abs_diff"] < 1e-6 < result["grad_scale"], result
     assert result["replicas_identical"] and result["samples_per_second"] > 0, result
     assert not launched_here(), "torchrun processes left behind"
+
+
+def test_fsdp_shards_the_weights_and_keeps_the_gradients():
+    """FSDP2's fully_shard on a CPU mesh: each of the 2 ranks holds half the weights (DTensor shards), and the full
+    gradients gathered from the shards equal one process's on the global batch."""
+    result = distributed.launch(nproc=2, mode="fsdp")
+    assert result["parameter_type"] == "DTensor" and sum(result["held_per_rank"]) == result["parameters"], result
+    assert max(result["held_per_rank"]) <= result["parameters"] // 2 + 64, result
+    assert result["grads_equal"] and result["max_abs_diff"] < 1e-6, result
+    assert not launched_here(), "torchrun processes left behind"
+
+
+def test_shard_indices_deal_like_distributed_sampler():
+    order = torch.randperm(11, generator=torch.Generator().manual_seed(0)).tolist()
+    for world in (1, 2, 3, 4):
+        shares = [distributed.shard_indices(order, r, world) for r in range(world)]
+        for r, share in enumerate(shares):
+            sampler = torch.utils.data.DistributedSampler(range(11), num_replicas=world, rank=r, shuffle=False)
+            assert share == [order[i] for i in sampler]
+        assert len({len(s) for s in shares}) == 1 and set().union(*map(set, shares)) == set(order)
 
 
 def test_the_samplers_split_one_permutation_without_overlap():

@@ -13,6 +13,7 @@ much was truly bad) and recall (of what was truly bad, how much it removed). The
   thumbnails and banners;
 * :func:`clip_scores` — DataComp's CLIP score (cosine of image and alt-text embeddings) with any open_clip model;
 * :func:`precision_recall` — a filter scored against the truth;
+* :func:`run_pipeline` — the six stages in order (:data:`STAGES`), each one's keep-mask;
 * :func:`read_scenes`, :func:`describe_scenes`, :func:`recaption` — synthetic captions composed from the zoo VLM's
   answers about an image;
 * :func:`mentioned_objects`, :func:`chair`, :func:`caption_scores` — any caption (alt text or synthetic) scored
@@ -231,6 +232,48 @@ def caption_scores(captions: Sequence[str], scenes: Sequence[Scene]) -> dict[str
     return {"chair_i": chair_i, "chair_s": chair_s,
             "recall": sum(len(k & t) for k, t in zip(kinds, true_kinds)) / max(total, 1),
             "exact": sum(m == t for m, t in zip(said, truth)) / max(len(captions), 1)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The pipeline, stage by stage
+
+STAGES: tuple[str, ...] = ("exact_dedup", "unsafe", "size", "near_dedup", "overlay", "clip_score")
+
+
+def small_images(images: Sequence[np.ndarray], image_size: int = 32) -> np.ndarray:
+    """Images of any size and aspect as one uint8 array (N, S, S, 3): each resized to ``image_size`` square with a
+    box filter — what a training loader does to whatever it is given (a banner comes out squashed)."""
+    return np.stack([np.asarray(Image.fromarray(np.asarray(im, dtype=np.uint8)).convert("RGB").resize(
+        (image_size, image_size), Image.BOX)) for im in images])
+
+
+def run_pipeline(records: Sequence, images: Sequence[np.ndarray], scores: np.ndarray, *, hash_size: int = 16,
+                 threshold: int = 8, unsafe_above: float = 0.02, overlay_above: float = 0.002,
+                 keep: float = 0.4) -> dict[str, np.ndarray]:
+    """The seed's pipeline over crawl ``records`` (their decoded ``images`` and CLIP ``scores`` of image and alt
+    text): for each stage in :data:`STAGES`, in order, the boolean mask of records still kept after it. Each stage
+    looks only at what the stages before it kept; the CLIP-score stage keeps the top ``keep`` share of what is left.
+
+    The order: exact duplicates cost nothing to find; the safety filter comes before anything looks at the
+    pictures; thumbnails and banners go before the perceptual hash, which they would confuse (a banner is mostly
+    background, so banners look alike); the CLIP score, the costliest, comes last.
+    """
+    kept: dict[str, np.ndarray] = {}
+    alive = first_of_each([exact_key(r.data) for r in records])
+    kept["exact_dedup"] = alive.copy()
+    alive &= np.array([unsafe_share(im) <= unsafe_above for im in images])
+    kept["unsafe"] = alive.copy()
+    alive &= np.array([size_ok(r.size) for r in records])
+    kept["size"] = alive.copy()
+    index = np.flatnonzero(alive)
+    hashes = np.stack([average_hash(images[i], hash_size) for i in index])
+    alive[index[~first_copies(hamming_matrix(hashes), threshold)]] = False
+    kept["near_dedup"] = alive.copy()
+    alive &= np.array([overlay_score(im) <= overlay_above for im in images])
+    kept["overlay"] = alive.copy()
+    alive &= scores >= np.quantile(scores[alive], 1 - keep)
+    kept["clip_score"] = alive.copy()
+    return kept
 
 
 def stage_sampler(stages: Sequence[tuple[np.ndarray, int]], batch_size: int):

@@ -19,6 +19,10 @@ Python (a notebook cell, a test) on a free port, with a timeout, and leaves no p
     result = distributed.launch(nproc=2)      # {"grads_equal": True, "max_abs_diff": ..., "samples_per_second": ...}
 
 or from a shell: ``torchrun --nproc_per_node 2 -m utils.distributed --out build/ddp.json``.
+
+``launch(mode="fsdp")`` runs :func:`fsdp_worker` instead: the same model sharded with FSDP2's ``fully_shard``
+(ZeRO stage 3: every rank holds only its slice of each weight, gathered for the forward and backward passes), with
+the same gradient check against one process on the global batch.
 """
 from __future__ import annotations
 
@@ -145,6 +149,52 @@ def worker(out: str, batch_size: int = 32, steps: int = 30, seed: int = 0) -> No
     dist.destroy_process_group()
 
 
+def fsdp_worker(out: str, batch_size: int = 32, seed: int = 0) -> None:
+    """One torchrun process of the FSDP check: the small CNN sharded with ``fully_shard`` (each conv and linear layer,
+    then the whole model) over a CPU device mesh; one step on this rank's share of the global batch; rank 0 compares
+    the full gradients (gathered from the shards) with one process on the global batch and reports how many weights
+    each rank holds."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    mesh = init_device_mesh("cpu", (world_size,))
+    data = dataset()
+
+    def fresh_model() -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return small_cnn(24)
+
+    model = fresh_model()
+    total = sum(p.numel() for p in model.parameters())
+    for layer in model.modules():
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    rows = [i for r in range(world_size) for i in first_batch_indices(len(data), world_size, r, batch_size, seed)]
+    x, y = data[rows[rank * batch_size:(rank + 1) * batch_size]]
+    F.cross_entropy(model(x), y).backward()
+    held = torch.tensor([sum(p.to_local().numel() for p in model.parameters())])
+    counts = [torch.zeros_like(held) for _ in range(world_size)]
+    dist.all_gather(counts, held)
+    full = torch.cat([p.grad.full_tensor().flatten() for p in model.parameters()])   # gathered from every rank
+    if rank == 0:
+        single = fresh_model()
+        xs, ys = data[rows]
+        F.cross_entropy(single(xs), ys).backward()
+        diff = (gradients(single) - full).abs().max().item()
+        Path(out).write_text(json.dumps({
+            "world_size": world_size, "parameters": total, "held_per_rank": [int(c) for c in counts],
+            "parameter_type": type(next(model.parameters())).__name__, "max_abs_diff": diff,
+            "grads_equal": bool(torch.allclose(gradients(single), full, atol=1e-6, rtol=1e-5))}, indent=1) + "\n")
+    dist.barrier()
+    del model
+    dist.destroy_process_group()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -163,8 +213,9 @@ def port_is_free(port: int) -> bool:
 
 
 def launch(nproc: int = 2, batch_size: int = 32, steps: int = 30, port: int | None = None,
-           timeout: float = 180.0) -> dict:
-    """Run :func:`worker` under ``torchrun`` with ``nproc`` processes and return rank 0's result.
+           timeout: float = 180.0, mode: str = "ddp") -> dict:
+    """Run :func:`worker` (``mode="ddp"``) or :func:`fsdp_worker` (``mode="fsdp"``) under ``torchrun`` with
+    ``nproc`` processes and return rank 0's result.
 
     ``port`` is the rendezvous port (default: a free one); a taken port is refused with a clear error before
     anything starts. The launch runs in its own process group, killed as a whole on timeout, so no worker outlives
@@ -177,7 +228,7 @@ def launch(nproc: int = 2, batch_size: int = 32, steps: int = 30, port: int | No
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={nproc}",
                "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "utils.distributed", "--out", str(out),
-               "--batch-size", str(batch_size), "--steps", str(steps)]
+               "--batch-size", str(batch_size), "--steps", str(steps), "--mode", mode]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
         process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True, start_new_session=True)
@@ -198,8 +249,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="examples per process per step")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mode", choices=("ddp", "fsdp"), default="ddp")
     args = parser.parse_args(argv)
-    worker(args.out, args.batch_size, args.steps, args.seed)
+    if args.mode == "fsdp":
+        fsdp_worker(args.out, args.batch_size, args.seed)
+    else:
+        worker(args.out, args.batch_size, args.steps, args.seed)
 
 
 if __name__ == "__main__":
