@@ -34,7 +34,7 @@ def test_the_reference_passes(exercise):
     _passes(exercise, reference(exercise))
 
 
-# --- 8.1 a perceptual hash ----------------------------------------------------------------------------------------
+# --- 8.2 a perceptual hash ----------------------------------------------------------------------------------------
 
 def _cells(image, hash_size, resample=Image.LANCZOS, grey="L"):
     pil = Image.fromarray(image)
@@ -90,7 +90,7 @@ def hash_column_major(image, hash_size):
 
 
 def test_hash_right_variant_passes():
-    _passes("8.1", hash_right_torch)
+    _passes("8.2", hash_right_torch)
 
 
 @pytest.mark.parametrize("answer, phrase", [
@@ -99,10 +99,10 @@ def test_hash_right_variant_passes():
     (hash_always_8, "hash_size"), (hash_column_major, "row by row"),
 ])
 def test_hash_mistakes_are_named(answer, phrase):
-    failed_with("8.1", answer, phrase)
+    failed_with("8.2", answer, phrase)
 
 
-# --- 8.2 keep the first copy ----------------------------------------------------------------------------------------
+# --- 8.3 keep the first copy ----------------------------------------------------------------------------------------
 
 def copies_vectorised(d, threshold):  # the same walk with a Python list: right
     kept = []
@@ -143,7 +143,7 @@ def copies_drop_mask(d, threshold):
 
 
 def test_copies_right_variant_passes():
-    _passes("8.2", copies_vectorised)
+    _passes("8.3", copies_vectorised)
 
 
 @pytest.mark.parametrize("answer, phrase", [
@@ -151,10 +151,10 @@ def test_copies_right_variant_passes():
     (copies_whole_row, "before"), (copies_drop_mask, "keep-mask"),
 ])
 def test_copies_mistakes_are_named(answer, phrase):
-    failed_with("8.2", answer, phrase)
+    failed_with("8.3", answer, phrase)
 
 
-# --- 8.3 precision and recall ---------------------------------------------------------------------------------------
+# --- 8.1 precision and recall ---------------------------------------------------------------------------------------
 
 def pr_swapped(flagged, truth):
     hits = (flagged & truth).sum()
@@ -178,7 +178,7 @@ def pr_sklearn(flagged, truth):  # sklearn with the exercise's conventions: righ
 
 
 def test_pr_right_variant_passes():
-    _passes("8.3", pr_sklearn)
+    _passes("8.1", pr_sklearn)
 
 
 @pytest.mark.parametrize("answer, phrase", [
@@ -186,7 +186,7 @@ def test_pr_right_variant_passes():
 ])
 def test_pr_mistakes_are_named(answer, phrase):
     with np.errstate(divide="ignore", invalid="ignore"):
-        failed_with("8.3", answer, phrase)
+        failed_with("8.1", answer, phrase)
 
 
 # --- 8.4 CHAIR ------------------------------------------------------------------------------------------------------
@@ -371,7 +371,7 @@ def test_shard_mistakes_are_named(answer, phrase):
     failed_with("8.7", answer, phrase)
 
 
-# --- 8.8 the DPO loss -----------------------------------------------------------------------------------------------
+# --- 8.9 the DPO loss -----------------------------------------------------------------------------------------------
 
 def dpo_no_beta(pc, pr, rc, rr, beta):
     return -F.logsigmoid((pc - rc) - (pr - rr)).mean()
@@ -414,8 +414,8 @@ def dpo_shifted(pc, pr, rc, rr, beta):  # a mistake nobody listed: an extra cons
 
 
 def test_dpo_right_variants_pass():
-    _passes("8.8", dpo_log_of_sigmoid)
-    _passes("8.8", dpo_softplus)
+    _passes("8.9", dpo_log_of_sigmoid)
+    _passes("8.9", dpo_softplus)
 
 
 @pytest.mark.parametrize("answer, phrase", [
@@ -424,10 +424,10 @@ def test_dpo_right_variants_pass():
     (dpo_shifted, "log 2"),
 ])
 def test_dpo_mistakes_are_named(answer, phrase):
-    failed_with("8.8", answer, phrase)
+    failed_with("8.9", answer, phrase)
 
 
-# --- 8.9 POPE's numbers -----------------------------------------------------------------------------------------------
+# --- 8.8 POPE's numbers -----------------------------------------------------------------------------------------------
 
 def _pope(said, truth, **override):
     from utils.dpo import yes_no_metrics
@@ -469,4 +469,4 @@ def pope_missing_key(said, truth):
     (pope_swapped, "swapped"), (pope_arithmetic_f1, "harmonic mean"), (pope_missing_key, "missing hallucination"),
 ])
 def test_pope_mistakes_are_named(answer, phrase):
-    failed_with("8.9", answer, phrase)
+    failed_with("8.8", answer, phrase)

@@ -89,5 +89,5 @@ def test_answer_logps_are_the_vlms_own_answer_scores():
         yes = dpo.answer_logps(vlm, features[index], questions, ["yes"] * len(rows), logprobs)
         no = dpo.answer_logps(vlm, features[index], questions, ["no"] * len(rows))
     assert torch.allclose(torch.stack([yes, no], 1), expected, atol=1e-5)
-    said = dpo.answer_accuracy(vlm, features, rows) == "yes"
+    said = dpo.answer_words(vlm, features, rows) == "yes"
     assert dpo.yes_no_metrics(said, [a == "yes" for *_, a in rows])["accuracy"] > 0.9

@@ -1,25 +1,25 @@
 """Checks for the Phase 8 exercises (training at scale: data, compute, distribution and alignment).
 
-Oracles: ``imagehash.average_hash`` (8.1), a near-duplicate matrix built so that every rule gives a different answer
-(8.2), ``sklearn.metrics``' precision and recall (8.3), CHAIR computed from its definition on object sets (8.4),
+Oracles: ``sklearn.metrics``' precision and recall (8.1), ``imagehash.average_hash`` (8.2), a near-duplicate matrix
+built so that every rule gives a different answer (8.3), CHAIR computed from its definition on object sets (8.4),
 ``torch.utils.flop_counter.FlopCounterMode`` on a real GPT-2 training step (8.5), the gradient of one large batch
-(8.6), ``torch.utils.data.DistributedSampler`` (8.7), the DPO paper's equation 7 — trl's ``DPOTrainer`` default
-(``loss_type="sigmoid"``) computes it inside the trainer and exposes no function — with its gradient (8.8), and
-``sklearn.metrics`` again for POPE's numbers (8.9).
+(8.6), ``torch.utils.data.DistributedSampler`` (8.7), ``sklearn.metrics`` again for POPE's numbers (8.8), and the
+DPO paper's equation 7 — trl's ``DPOTrainer`` default (``loss_type="sigmoid"``) computes it inside the trainer and
+exposes no standalone function — with its gradient (8.9).
 
-8.1 a perceptual hash, 8.2 keep the first copy, 8.3 a filter's precision and recall, 8.4 CHAIR, 8.5 training FLOPs
-by rule, 8.6 gradient accumulation, 8.7 a data-parallel rank's share, 8.8 the DPO loss, 8.9 POPE's numbers.
+8.1 a filter's precision and recall, 8.2 a perceptual hash, 8.3 keep the first copy, 8.4 CHAIR, 8.5 training FLOPs
+by rule, 8.6 gradient accumulation, 8.7 a data-parallel rank's share, 8.8 POPE's numbers, 8.9 the DPO loss.
 
-Besides the known mistakes, each check probes properties every right answer has: the average hash keeps its bits
-when the whole image brightens and has hash_size² of them; near-deduplication keeps everything at threshold −1, keeps
-each record that only resembles a dropped one, and keeps the first record; precision and recall are 1 for a perfect
-filter and flagging everything gives recall 1 and precision the base rate; CHAIR is 0 for captions that name only
-what is there and ignores captions that name nothing; the FLOPs rule is linear in the tokens and, without attention,
-6 per weight per token; accumulated gradients do not depend on what was in ``.grad`` before and with one micro-batch
-are the plain gradient; the ranks' shares are equally long and together cover every index; the DPO loss is log 2
-when the policy is the reference, falls as the chosen answer gains, and depends on the policy only through its
-log-ratios to the reference; POPE's yes-ratio counts the model's answers and its hallucination rate only the
-questions whose answer is no.
+Besides the known mistakes, each check probes properties every right answer has: precision and recall are 1 for a
+perfect filter and flagging everything gives recall 1 and precision the base rate; the average hash keeps its bits
+when the whole image brightens and has hash_size² of them; near-deduplication keeps everything when nothing is
+close, keeps each record that only resembles a dropped one, and keeps the first record; CHAIR is 0 for captions that
+name only what is there and ignores captions that name nothing; the FLOPs rule is linear in the tokens and, without
+attention, 6 per weight per token; accumulated gradients do not depend on what was in ``.grad`` before and with one
+micro-batch are the plain gradient; the ranks' shares are equally long and together cover every index; POPE's
+yes-ratio counts the model's answers and its hallucination rate only the questions whose answer is no; the DPO loss
+is log 2 when the policy is the reference, falls as the chosen answer gains, and depends on the policy only through
+its log-ratios to the reference.
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def _close(a: tuple[float, ...], b: tuple[float, ...], tol: float = 1e-6) -> boo
     return len(a) == len(b) and all(abs(x - y) <= tol for x, y in zip(a, b))
 
 
-# --- 8.1 a perceptual hash ----------------------------------------------------------------------------------------
+# --- 8.2 a perceptual hash ----------------------------------------------------------------------------------------
 
 def _bits(out, n: int) -> np.ndarray:
     if out is None or out is Ellipsis:
@@ -134,7 +134,7 @@ def _variant_hash(image: np.ndarray, hash_size: int, grey: str = "L", resample=N
     return bits.flatten(order=order)
 
 
-@register("8.1", "a perceptual hash", ucuration.average_hash, hints=(
+@register("8.2", "a perceptual hash", ucuration.average_hash, hints=(
     "Shrink the image to hash_size × hash_size grey cells; a bit says whether its cell is brighter than the mean.",
     "Section 2, 'Near-duplicates: a perceptual hash': the average hash (aHash) throws away colour and detail on "
     "purpose, so a re-encoded, slightly cropped copy hashes almost the same. imagehash converts to grey with PIL's "
@@ -197,7 +197,7 @@ def _hash_probes(fn, image: np.ndarray) -> list[Probe]:
     ]
 
 
-# --- 8.2 keep the first copy ----------------------------------------------------------------------------------------
+# --- 8.3 keep the first copy ----------------------------------------------------------------------------------------
 
 # Records 0..5. 0–1 close (2), 1–2 close (3) but 0–2 far: a chain; 3–4 at exactly the threshold (4); 5 alone.
 _D = np.array([[0, 2, 9, 9, 9, 9],
@@ -220,10 +220,10 @@ def _mask(out, n: int) -> np.ndarray:
     return out.astype(bool)
 
 
-@register("8.2", "keep the first copy", ucuration.first_copies, hints=(
+@register("8.3", "keep the first copy", ucuration.first_copies, hints=(
     "Walk the records in order; drop a record when an earlier record that you *kept* is within the threshold.",
-    "Section 2, 'Near-duplicates': deduplication keeps one copy of each cluster, the first. A record that only "
-    "resembles a record already dropped is not a copy of anything kept, so it stays (no chains).",
+    "Section 2, 'Near-duplicates: a perceptual hash': deduplication keeps one copy of each cluster, the first. A "
+    "record that only resembles a record already dropped is not a copy of anything kept, so it stays (no chains).",
     "Worked sub-step: keep = np.zeros(n, bool); for record i, look at distances[i, :i] where keep[:i] is True; "
     "record i is kept when none of those is ≤ threshold.",
 ))
@@ -272,13 +272,13 @@ def _copies_probes(fn) -> list[Probe]:
     ]
 
 
-# --- 8.3 precision and recall of a filter -------------------------------------------------------------------------
+# --- 8.1 precision and recall of a filter -------------------------------------------------------------------------
 
 _FLAGGED = np.array([1, 1, 1, 0, 0, 0, 0, 1, 0, 0], bool)
 _TRUTH = np.array([1, 1, 0, 1, 0, 0, 0, 0, 0, 0], bool)
 
 
-@register("8.3", "a filter's precision and recall", ucuration.precision_recall, hints=(
+@register("8.1", "a filter's precision and recall", ucuration.precision_recall, hints=(
     "Precision asks: of what the filter removed, how much was bad? Recall asks: of what was bad, how much was "
     "removed?",
     "Section 2, 'Every stage is a filter': with flagged = removed and truth = should go, precision = |flagged ∧ "
@@ -653,7 +653,7 @@ def _shard_probes(fn) -> list[Probe]:
     ]
 
 
-# --- 8.8 the DPO loss ----------------------------------------------------------------------------------------------
+# --- 8.9 the DPO loss ----------------------------------------------------------------------------------------------
 
 def _dpo_inputs() -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(88)
@@ -678,10 +678,10 @@ def _loss_value(out) -> torch.Tensor:
     return out.reshape(())
 
 
-@register("8.8", "the DPO loss", udpo.dpo_loss, hints=(
+@register("8.9", "the DPO loss", udpo.dpo_loss, hints=(
     "Compare how much more the policy likes each answer than the reference does, take chosen minus rejected, scale "
     "by β, and push it up through −log σ.",
-    "Section 8, 'DPO': each answer's log-ratio is log π(answer) − log π_ref(answer); the margin is the chosen "
+    "Section 7, 'DPO': each answer's log-ratio is log π(answer) − log π_ref(answer); the margin is the chosen "
     "answer's log-ratio minus the rejected one's; the loss is −log σ(β · margin), averaged over the batch "
     "(Rafailov et al., 2023, eq. 7). It is log 2 when the policy still equals the reference.",
     "Worked sub-step: F.logsigmoid is log σ computed stably; with every log-ratio 0 the loss is −log σ(0) = log 2 ≈ "
@@ -753,7 +753,7 @@ def _dpo_probes(fn) -> list[Probe]:
     ]
 
 
-# --- 8.9 POPE's numbers --------------------------------------------------------------------------------------------
+# --- 8.8 POPE's numbers --------------------------------------------------------------------------------------------
 
 _SAID = np.array([1, 1, 1, 0, 1, 0, 1, 1, 0, 1, 1, 0], bool)
 _IS = np.array([1, 1, 1, 1, 0, 0, 0, 1, 0, 1, 0, 0], bool)
@@ -774,10 +774,10 @@ def _pope_dict(out) -> dict[str, float]:
     return {k: _number(out[k], f"the value of {k!r}") for k in POPE_KEYS}
 
 
-@register("8.9", "POPE's numbers", udpo.yes_no_metrics, hints=(
+@register("8.8", "POPE's numbers", udpo.yes_no_metrics, hints=(
     "Treat \"yes\" as the positive class: precision and recall of the yeses, plus how often the model says yes at "
     "all and how often it says yes when the true answer is no.",
-    "Section 8, 'Measuring hallucination': POPE reports accuracy, precision, recall, F1 and the yes-ratio (share of "
+    "Section 7, 'Measuring hallucination': POPE reports accuracy, precision, recall, F1 and the yes-ratio (share of "
     "questions answered yes; a model biased to yes is above the share that should be). The hallucination rate here "
     "is the share of absent-object questions (true answer no) answered yes — the false-positive rate.",
     "Worked sub-step: tp = said & truth, fp = said & ~truth, fn = ~said & truth; precision tp/(tp+fp), recall "
