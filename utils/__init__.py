@@ -67,7 +67,8 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  CPUs), its gradients checked against one process on the global batch, a safe launcher, a rank's
                  share as DistributedSampler deals it (Phase 8)
 * ``dpo``        multimodal preference alignment: POPE-style hallucination probes and numbers, caption-derived
-                 instruction data (the yes-bias), preference pairs from the scene graph, the DPO loss and a run (Phase 8)
+                 instruction data (the yes-bias), preference pairs from the scene graph, the DPO loss and a run
+                 (Phase 8)
 * ``colab``      installs what Colab lacks (Phase 0)
 """
 from . import attention, embeddings, env, lm, plots, text, train, vision, world  # light, always loaded
