@@ -1,8 +1,9 @@
-"""Data curation, stage by stage: deduplication by exact and perceptual hashes, scored against the truth (Phase 8).
+"""Data curation, stage by stage — deduplication, safety, size, burnt-in text, CLIP score, recaptioning — each stage
+scored against the truth (Phase 8).
 
-A web-scale pipeline (LAION, DataComp) removes exact duplicates by a hash of the bytes, then near-duplicates by a
-*perceptual* hash — a short bit string that changes little when the picture changes little — compared with a
-Hamming-distance threshold. Every stage is a filter, and a filter is judged by its precision (of what it removed, how
+A web-scale pipeline removes exact duplicates by a hash of the bytes, then near-duplicates by a *perceptual* hash —
+a short bit string that changes little when the picture changes little — compared with a Hamming-distance
+threshold. Every stage is a filter, and a filter is judged by its precision (of what it removed, how
 much was truly bad) and recall (of what was truly bad, how much it removed). The shapes-world crawl
 (:mod:`utils.world.crawl`) carries the truth, so both can be measured.
 
