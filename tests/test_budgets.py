@@ -12,10 +12,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_over_budget_names_the_notebook_and_the_reason():
-    stats = {"/x/01_a.ipynb": {"seconds": 200.0, "peak_rss": 1e9}, "/x/02_b.ipynb": {"seconds": 5.0, "peak_rss": 4e9}}
+    stats = {"/x/01_a.ipynb": {"seconds": 200.0, "peak_memory": 1e9},
+             "/x/02_b.ipynb": {"seconds": 5.0, "peak_memory": 4e9}}
     bad = budgets.over_budget(stats)
     assert any("01_a" in b and "200 s" in b for b in bad) and any("02_b" in b and "GB" in b for b in bad)
-    assert budgets.over_budget({"/x/ok.ipynb": {"seconds": 10.0, "peak_rss": 1e9}}) == []
+    assert budgets.over_budget({"/x/ok.ipynb": {"seconds": 10.0, "peak_memory": 1e9}}) == []
+
+
+def test_memory_counts_shared_pages_once_where_the_system_can():
+    import psutil
+
+    me = psutil.Process()
+    used = budgets.process_memory(me)
+    assert 0 < used <= me.memory_info().rss + 4096       # PSS ≤ RSS (equal when nothing is shared)
 
 
 @pytest.mark.slow
