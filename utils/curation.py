@@ -118,9 +118,7 @@ def clip_scores(model, tokenizer: Callable, images: Sequence[np.ndarray], texts:
     empty texts are scored as a single space."""
     from .clip import encode_images, encode_texts, normalize_images
 
-    small = np.stack([np.asarray(Image.fromarray(np.asarray(im, dtype=np.uint8)).convert("RGB").resize(
-        (image_size, image_size), Image.BOX)) for im in images])
-    image_emb = encode_images(model, normalize_images(small))
+    image_emb = encode_images(model, normalize_images(small_images(images, image_size)))
     text_emb = encode_texts(model, tokenizer, [t or " " for t in texts])
     return (image_emb * text_emb).sum(-1).numpy()
 

@@ -149,11 +149,11 @@ def train_dpo(vlm, features: torch.Tensor, pairs: Sequence[tuple[int, str, str, 
     index = torch.tensor([i for i, *_ in pairs])
     questions = [q for _, q, _, _ in pairs]
     chosen, rejected = [c for *_, c, _ in pairs], [r for *_, r in pairs]
-    with torch.no_grad():
-        ref_c = torch.cat([answer_logps(reference, features[index[k:k + 512]], questions[k:k + 512],
-                                        chosen[k:k + 512]) for k in range(0, len(pairs), 512)])
-        ref_r = torch.cat([answer_logps(reference, features[index[k:k + 512]], questions[k:k + 512],
-                                        rejected[k:k + 512]) for k in range(0, len(pairs), 512)])
+    with torch.no_grad():                    # one forward pass of the reference per chunk scores both answers
+        chunks = [(k, next_word_logprobs(reference, features[index[k:k + 512]], questions[k:k + 512]))
+                  for k in range(0, len(pairs), 512)]
+        ref_c = torch.cat([answer_logps(reference, None, None, chosen[k:k + 512], lp) for k, lp in chunks])
+        ref_r = torch.cat([answer_logps(reference, None, None, rejected[k:k + 512], lp) for k, lp in chunks])
     params = list(params) if params is not None else list(vlm.lm.parameters()) + list(vlm.projector.parameters())
     optimizer, schedule = adamw_one_cycle(params, lr, steps)
     generator = env.generator(seed)          # COURSE_SEED moves it, as every training seed of the course
