@@ -68,3 +68,69 @@ def test_psnr_of_a_known_error():
     on_unit = metrics.psnr(x / 2 + 0.5, x / 2 + 0.55, data_range=1.0, low=0.0)  # the same images on [0, 1]
     assert metrics.psnr(x, x + 0.1) == pytest.approx(on_unit, abs=1e-3)
     assert metrics.psnr(x, x + 5) == pytest.approx(10 * math.log10(4 / 1.0), abs=1e-3)  # clamped to the range first
+
+
+def test_bootstrap_ci_brackets_the_mean_shrinks_with_data_and_covers():
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(0)
+    small, large = rng.random(50) < 0.7, rng.random(5000) < 0.7
+    mean, low, high = metrics.bootstrap_ci(small)
+    assert low < mean < high and mean == small.mean()
+    _, low_l, high_l = metrics.bootstrap_ci(large)
+    assert (high_l - low_l) < (high - low) / 5          # ~1/sqrt(n): 10x the width for 100x less data
+    ref = bootstrap((small.astype(float),), np.mean, n_resamples=20000, method="percentile", random_state=1)
+    assert low == pytest.approx(ref.confidence_interval.low, abs=0.02)
+    assert high == pytest.approx(ref.confidence_interval.high, abs=0.02)
+    covered = 0
+    for seed in range(200):                              # a 95 % interval covers the true 0.7 about 95 % of the time
+        sample = np.random.default_rng(100 + seed).random(200) < 0.7
+        _, lo, hi = metrics.bootstrap_ci(sample, resamples=500, seed=seed)
+        covered += lo <= 0.7 <= hi
+    assert 0.88 <= covered / 200 <= 0.99
+
+
+def test_paired_bootstrap_sees_a_small_consistent_gain_that_unpaired_intervals_miss():
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    hard = rng.random(400) < 0.5                         # both models get the same easy items right
+    a, b = hard.copy(), hard.copy()
+    a[rng.choice(np.flatnonzero(~hard), 16, replace=False)] = True   # a also gets 16 more
+    paired = metrics.paired_bootstrap(a, b)
+    assert paired["difference"] == pytest.approx(16 / 400) and paired["low"] > 0 and paired["p_not_better"] < 0.01
+    _, _, high_b = metrics.bootstrap_ci(b)
+    _, low_a, _ = metrics.bootstrap_ci(a)
+    assert low_a < high_b                                # the two separate intervals overlap
+    tie = metrics.paired_bootstrap(b, b)
+    assert tie["difference"] == 0 and tie["p_not_better"] == 1.0
+
+
+def test_bleu_matches_sacrebleu():
+    import sacrebleu
+
+    hyps = ["a small red circle left of a big blue square", "there is a green triangle",
+            "two objects : a red square and a blue circle", "a red"]
+    refs = ["a small red circle left of a big blue square", "a green triangle is there",
+            "two objects : a red square and a blue triangle", "a red one is there"]
+    for n in (1, 2, 3, 4):
+        want = sacrebleu.corpus_bleu(hyps[:n], [refs[:n]], tokenize="none", smooth_method="none").score
+        assert metrics.bleu(hyps[:n], refs[:n]) == pytest.approx(want, abs=1e-9)
+    assert metrics.bleu(["red blue"], ["green square"]) == 0.0
+
+
+def test_yes_no_metrics_match_scikit_learn():
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    rng = np.random.default_rng(2)
+    truth = rng.random(300) < 0.5
+    said = np.where(rng.random(300) < 0.3, True, truth)             # a model that leans to yes
+    m = metrics.yes_no_metrics(said, truth)
+    assert m["accuracy"] == pytest.approx(accuracy_score(truth, said))
+    assert m["precision"] == pytest.approx(precision_score(truth, said))
+    assert m["recall"] == pytest.approx(recall_score(truth, said))
+    assert m["f1"] == pytest.approx(f1_score(truth, said))
+    assert m["yes_ratio"] == pytest.approx(said.mean()) and m["yes_ratio"] > 0.6
+    assert m["hallucination"] == pytest.approx(said[~truth].mean())

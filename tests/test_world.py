@@ -367,3 +367,27 @@ def test_answer_agrees_with_every_question_the_world_asks():
     assert answer(scene, f"is the red {absent} left of the blue {absent}?") is None
     with pytest.raises(ValueError):
         answer(scene, "what is the meaning of this?")
+
+
+def test_cooccurrence_prior_pairs_objects_with_their_hub_and_leaves_the_default_world_alone():
+    from collections import Counter
+
+    from utils.world import HUBS, PARTNERS
+
+    assert World(seed=0, cooccurrence=0.0).scenes("train", 300) == World(seed=0).scenes("train", 300)
+    assert set(PARTNERS.values()) == set(HUBS) and len(PARTNERS) == 24
+    assert all(PARTNERS[h] != h for h in HUBS)
+    rates, hub_share = {}, {}
+    for p in (0.0, 0.8):
+        scenes = World(seed=0, cooccurrence=p).scenes("train", 3000)
+        multi = [s for s in scenes if len(s) >= 2]
+        rates[p] = np.mean([s.find(*PARTNERS[(s.objects[0].color, s.objects[0].shape)]) is not None for s in multi])
+        kinds = Counter((o.color, o.shape) for s in scenes for o in s.objects)
+        hub_share[p] = sum(kinds[h] for h in HUBS) / sum(kinds.values())
+        assert ("red", "triangle") not in kinds                           # the holdout still never appears in train
+        assert all(len({(o.color, o.shape) for o in s.objects}) == len(s) for s in scenes)
+    assert rates[0.0] < 0.15 and 0.75 < rates[0.8] < 0.85, rates       # ~p (minus the pairs already drawn) vs chance
+    assert hub_share[0.0] < 0.2 < 0.3 < hub_share[0.8], hub_share        # 4 of 24 classes: 1/6 without the prior
+    val = World(seed=0, cooccurrence=0.8).scenes("val", 2000)
+    assert np.mean([s.find(*PARTNERS[(s.objects[0].color, s.objects[0].shape)]) is not None
+                    for s in val if len(s) >= 2]) > 0.75                  # the prior holds in every split

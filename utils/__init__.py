@@ -19,8 +19,8 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
 * ``attention``  scaled dot-product, multi-head and cross-attention (Phase 0)
 * ``text``       BPE, a caption tokenizer, the next-token loss (Phase 0)
 * ``lm``         a tiny GPT-2 caption model (Phase 0)
-* ``metrics``    Recall@K (and in blocks), per-kind accuracy, box IoU, word error rate, results tables (Phases 1,
-                 4, 5, 6; Phase 9 grows it)
+* ``metrics``    Recall@K (and in blocks), per-kind accuracy, box IoU, word error rate, results tables, PSNR,
+                 POPE's yes/no numbers, bootstrap intervals and paired comparisons, corpus BLEU (Phases 1, 4–9)
 * ``vision``     images and video as token sequences (patches, tubelets), a tiny ViT, a small CNN (Phases 0, 2)
 * ``audio``      the audio front end: batched waveforms, mel spectrograms, spectrogram tokens, a spectrogram CNN
                  (Phases 2-3), audio players (Phase 6)
@@ -66,9 +66,11 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
 * ``distributed`` data-parallel training with torch.distributed: DistributedDataParallel under torchrun (gloo on
                  CPUs), its gradients checked against one process on the global batch, a safe launcher, a rank's
                  share as DistributedSampler deals it (Phase 8)
-* ``dpo``        multimodal preference alignment: POPE-style hallucination probes and numbers, caption-derived
+* ``dpo``        multimodal preference alignment: POPE-style hallucination probes, caption-derived
                  instruction data (the yes-bias), preference pairs from the scene graph, the DPO loss and a run
                  (Phase 8)
+* ``evaluation`` benchmarks built from the world: POPE's random, popular and adversarial splits over the class
+                 frequencies and co-occurrences of a reference set (Phase 9)
 * ``colab``      installs what Colab lacks (Phase 0)
 """
 from . import attention, embeddings, env, lm, plots, text, train, vision, world  # light, always loaded

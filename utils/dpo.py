@@ -17,7 +17,8 @@ computes it inside the trainer and exposes no function for it, so the course's r
 The preference pairs here come from the scene graph: the grounded answer is chosen, the hallucinated one rejected.
 
 * :func:`existence_probe` — POPE-style questions about present and absent objects;
-* :func:`yes_no_metrics` — accuracy, precision, recall, F1, yes-ratio and hallucination rate of yes/no answers;
+* :func:`yes_no_metrics` — accuracy, precision, recall, F1, yes-ratio and hallucination rate of yes/no answers
+  (its home is :mod:`utils.metrics`);
 * :func:`caption_instructions` — instruction data written from captions (only what a caption names: all "yes");
 * :func:`preference_pairs` — (question, chosen, rejected) from the scene graph;
 * :func:`next_word_logprobs`, :func:`answer_logps` — log π(answer | image, question) with gradients;
@@ -34,46 +35,20 @@ import torch
 import torch.nn.functional as F
 
 from . import env
+from .evaluation import existence_question, pope_probe
+from .metrics import yes_no_metrics  # noqa: F401  (its home is utils.metrics; Phase 8's notebook reads it here)
 from .train import adamw_one_cycle, infinite_batches, train, update
 from .world.scene import Scene
-from .world.vocabulary import COLORS, NUMBER_WORDS, SHAPES
-
-CLASSES: tuple[tuple[str, str], ...] = tuple((c, s) for c in COLORS for s in SHAPES)
-
-
-def existence_question(color: str, shape: str) -> str:
-    """The world's existence question, as the zoo VLM was taught it: "is there a red circle?"."""
-    return f"is there a {color} {shape}?"
+from .world.vocabulary import NUMBER_WORDS
 
 
 def existence_probe(scenes: Sequence[Scene], per_scene: int = 2, seed: int = 0,
                     holdout: frozenset[tuple[str, str]] = frozenset()) -> list[tuple[int, str, str]]:
     """POPE-style probe: for each scene, ``per_scene`` questions about objects present (answer "yes") and as many
-    about (colour, shape) classes absent from it (answer "no"), drawn at random (POPE's "random" split; never a
-    ``holdout`` class). Returns (scene index, question, answer) rows."""
-    rng = np.random.default_rng([seed, 91])
-    rows = []
-    for i, scene in enumerate(scenes):
-        present = [(o.color, o.shape) for o in scene.objects]
-        absent = [c for c in CLASSES if c not in present and c not in holdout]
-        for k in rng.permutation(len(present))[:per_scene]:
-            rows.append((i, existence_question(*present[k]), "yes"))
-        for k in rng.permutation(len(absent))[:per_scene]:
-            rows.append((i, existence_question(*absent[k]), "no"))
-    return rows
-
-
-def yes_no_metrics(said_yes: Sequence[bool], truth_yes: Sequence[bool]) -> dict[str, float]:
-    """POPE's numbers, with "yes" as the positive class: ``accuracy``, ``precision``, ``recall``, ``f1``,
-    ``yes_ratio`` (share answered yes) and ``hallucination`` (share of the absent-object questions answered yes)."""
-    said, truth = np.asarray(said_yes, bool), np.asarray(truth_yes, bool)
-    tp, fp = int((said & truth).sum()), int((said & ~truth).sum())
-    fn = int((~said & truth).sum())
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    return {"accuracy": float((said == truth).mean()), "precision": precision, "recall": recall,
-            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-            "yes_ratio": float(said.mean()), "hallucination": float(said[~truth].mean()) if (~truth).any() else 0.0}
+    about (colour, shape) classes absent from it (answer "no"), drawn at random — POPE's "random" split
+    (:func:`utils.evaluation.pope_probe`, which also builds the popular and adversarial splits of Phase 9).
+    Returns (scene index, question, answer) rows."""
+    return pope_probe(scenes, "random", per_scene, seed, holdout)
 
 
 def caption_instructions(scenes: Sequence[Scene], seed: int = 0) -> list[tuple[int, str, str]]:

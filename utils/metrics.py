@@ -1,9 +1,11 @@
 """The course's metrics, one home for every phase: retrieval (Recall@K, in blocks), accuracy per kind, box IoU,
-word error rate, PSNR, and a plain-text results table. Introduced in Phase 1 (Recall@K); Phase 4 (per-kind tables),
-Phase 5 (IoU), Phase 6 (WER), Phase 7 (PSNR); Phase 9's evaluation suite grows here.
+word error rate, PSNR, POPE's yes/no numbers, bootstrap confidence intervals and paired comparisons, corpus BLEU,
+and a plain-text results table. Introduced in Phase 1 (Recall@K); Phase 4 (per-kind tables), Phase 5 (IoU), Phase 6
+(WER), Phase 7 (PSNR), Phase 8 (POPE's numbers); Phase 9's evaluation suite grows here.
 
 Each is small and exact; where a library computes the same thing it is the oracle in the tests
-(``torchvision.ops.box_iou`` for IoU, ``jiwer`` for WER).
+(``torchvision.ops.box_iou`` for IoU, ``jiwer`` for WER, ``scikit-learn`` for POPE's numbers, ``scipy.stats.bootstrap``
+for the intervals, ``sacrebleu`` for BLEU).
 """
 from __future__ import annotations
 
@@ -96,3 +98,78 @@ def psnr(reference: torch.Tensor, images: torch.Tensor, data_range: float = 2.0,
     with ``data_range=1, low=0``). Introduced in Phase 7 (VQ-VAE reconstructions, diffusion)."""
     mse = torch.mean((images.float().clamp(low, low + data_range) - reference.float()) ** 2)
     return float(10 * torch.log10(data_range ** 2 / mse))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Phases 8–9: yes/no probes, error bars and a captioning metric
+
+def yes_no_metrics(said_yes: Sequence[bool], truth_yes: Sequence[bool]) -> dict[str, float]:
+    """POPE's numbers, with "yes" as the positive class: ``accuracy``, ``precision``, ``recall``, ``f1``,
+    ``yes_ratio`` (share answered yes) and ``hallucination`` (share of the absent-object questions answered yes)."""
+    said, truth = np.asarray(said_yes, bool), np.asarray(truth_yes, bool)
+    tp, fp = int((said & truth).sum()), int((said & ~truth).sum())
+    fn = int((~said & truth).sum())
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    return {"accuracy": float((said == truth).mean()), "precision": precision, "recall": recall,
+            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            "yes_ratio": float(said.mean()), "hallucination": float(said[~truth].mean()) if (~truth).any() else 0.0}
+
+
+def bootstrap_ci(values: Sequence[float], resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+                 ) -> tuple[float, float, float]:
+    """The mean of per-example ``values`` (1/0 for right/wrong, or any score) and its percentile-bootstrap
+    confidence interval: resample the examples with replacement ``resamples`` times, take each resample's mean, and
+    cut the middle ``confidence`` share of those means. Returns (mean, low, high)."""
+    x = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(x.mean()), float(low), float(high)
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 2000, confidence: float = 0.95,
+                     seed: int = 0) -> dict[str, float]:
+    """Whether model ``a`` beats model ``b`` on the same examples: the mean difference a − b, its percentile-bootstrap
+    interval (the same resampled examples for both models, so the pairing is kept), and ``p_not_better``, the share of
+    resamples in which a does not beat b (a one-sided bootstrap p-value). The difference is real at that confidence
+    when the interval excludes 0."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return {"difference": float(d.mean()), "low": float(low), "high": float(high),
+            "p_not_better": float((means <= 0).mean())}
+
+
+def ngram_counts(words: Sequence[str], n: int) -> dict[tuple[str, ...], int]:
+    """How often each n-gram (a tuple of ``n`` consecutive words) occurs in ``words``."""
+    counts: dict[tuple[str, ...], int] = {}
+    for i in range(len(words) - n + 1):
+        gram = tuple(words[i:i + n])
+        counts[gram] = counts.get(gram, 0) + 1
+    return counts
+
+
+def bleu(hypotheses: Sequence[str], references: Sequence[str], max_n: int = 4) -> float:
+    """Corpus BLEU (Papineni et al., 2002) on 0–100, one reference per hypothesis, words split on spaces: the
+    geometric mean of the clipped n-gram precisions for n = 1..``max_n`` (each n-gram counted at most as often as
+    the reference has it), pooled over the corpus, times the brevity penalty exp(1 − r/c) when the hypotheses are
+    shorter (c words) than the references (r). No smoothing: a corpus with no matching 4-gram scores 0. This is
+    sacrebleu's ``corpus_bleu(..., tokenize="none", smooth_method="none")``, its oracle in the tests."""
+    matches, totals = np.zeros(max_n), np.zeros(max_n)
+    hyp_len = ref_len = 0
+    for hyp, ref in zip(hypotheses, references):
+        h, r = hyp.split(), ref.split()
+        hyp_len, ref_len = hyp_len + len(h), ref_len + len(r)
+        for n in range(1, max_n + 1):
+            hc, rc = ngram_counts(h, n), ngram_counts(r, n)
+            matches[n - 1] += sum(min(c, rc.get(g, 0)) for g, c in hc.items())
+            totals[n - 1] += max(len(h) - n + 1, 0)
+    if hyp_len == 0 or (matches == 0).any():
+        return 0.0
+    log_precision = np.log(matches / totals).mean()
+    brevity = 1.0 if hyp_len > ref_len else float(np.exp(1 - ref_len / hyp_len))
+    return float(100 * brevity * np.exp(log_precision))

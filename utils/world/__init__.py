@@ -16,7 +16,10 @@ separate modality: short random strings drawn on the same background, for readin
 
 Vocabulary: 4 shapes x 6 colours x 2 sizes. The (colour, shape) pairs in ``holdout`` (by default "red
 triangle") never appear in the training split but do appear in val/test, so compositional generalisation
-can be measured. Everything is seeded: the same ``World(seed)`` gives byte-identical images and identical
+can be measured. ``World(cooccurrence=p)`` (Phase 9) gives the world a co-occurrence prior: with probability p a
+scene's first object comes with its partner, one of four common "hub" classes (``PARTNERS``, ``HUBS``), as people and
+chairs keep turning up together in real photos; p = 0 (the default) leaves every scene as it was. Everything is
+seeded: the same ``World(seed)`` gives byte-identical images and identical
 text in any process (no global RNG, no Python ``hash()``, no set-iteration order).
 
 Typical use::
@@ -75,10 +78,12 @@ from .vocabulary import (
                          COLORS,
                          DEFAULT_HOLDOUT,
                          GAP,
+                         HUBS,
                          MARGIN,
                          MAX_IMAGE_SIZE,
                          MIN_IMAGE_SIZE,
                          NUMBER_WORDS,
+                         PARTNERS,
                          PLURAL,
                          SHAPES,
                          SIZE_SCALE,
@@ -92,8 +97,9 @@ from .vocabulary import (
 
 __all__ = [
     "BACKGROUND_DEPTH", "BACKGROUND_RGB", "CAPTION_TEMPLATES", "COLORS", "COLOR_RGB", "DEFAULT_HOLDOUT",
-    "DEPTH_MIN_GAP", "DEPTH_RANGE", "GAP", "MARGIN", "MAX_IMAGE_SIZE", "MIN_IMAGE_SIZE", "NUMBER_WORDS", "Obj",
-    "PLURAL", "POSITION_MIN_DELTA", "QA", "QA_KINDS", "SHAPES", "SIZES", "SIZE_SCALE", "SPLITS", "SUPERSAMPLE",
+    "DEPTH_MIN_GAP", "DEPTH_RANGE", "GAP", "HUBS", "MARGIN", "MAX_IMAGE_SIZE", "MIN_IMAGE_SIZE", "NUMBER_WORDS",
+    "Obj", "PARTNERS", "PLURAL", "POSITION_MIN_DELTA", "QA", "QA_KINDS", "SHAPES", "SIZES", "SIZE_SCALE", "SPLITS",
+    "SUPERSAMPLE",
     "Scene", "ShapesDataset", "TEXT_ALPHABET", "TEXT_FONT_SCALE", "TEXT_RGB", "Transform", "World", "answer", "caption",
     "check_image_size", "class_id", "class_names", "collate", "describe", "join_phrases", "nearest_object",
     "object_depths", "polygon", "position_phrase", "questions", "render", "render_depth", "render_text", "sample_scene",

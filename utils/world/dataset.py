@@ -21,7 +21,8 @@ class World:
     Scene ``index`` of ``split`` depends only on (seed, split, index), never on call order. Train scenes never
     contain a ``holdout`` (colour, shape) pair; val/test scenes are sampled without that restriction. With
     ``mismatch_rate > 0`` a train item's caption is, with that probability, replaced by the caption of a
-    different scene (noisy web-style alt text); val/test captions are always correct.
+    different scene (noisy web-style alt text); val/test captions are always correct. With ``cooccurrence > 0``
+    (Phase 9) objects come with their partners (:data:`utils.world.PARTNERS`) in every split, as in real photos.
     """
 
     def __init__(
@@ -33,10 +34,12 @@ class World:
         min_objects: int = 1,
         max_objects: int = 4,
         questions_per_item: int = 6,
+        cooccurrence: float = 0.0,
     ) -> None:
         check_image_size(image_size)
         assert 0.0 <= mismatch_rate <= 1.0
         assert 1 <= min_objects <= max_objects <= 4
+        assert 0.0 <= cooccurrence <= 1.0
         self.seed = seed
         self.image_size = image_size
         self.holdout: frozenset[tuple[str, str]] = frozenset((c, s) for c, s in holdout)
@@ -46,11 +49,13 @@ class World:
         self.min_objects = min_objects
         self.max_objects = max_objects
         self.questions_per_item = questions_per_item
+        self.cooccurrence = cooccurrence
 
     def __repr__(self) -> str:
         return (
             f"World(seed={self.seed}, image_size={self.image_size}, holdout={sorted(self.holdout)}, "
-            f"mismatch_rate={self.mismatch_rate}, objects={self.min_objects}..{self.max_objects})"
+            f"mismatch_rate={self.mismatch_rate}, objects={self.min_objects}..{self.max_objects}"
+            + (f", cooccurrence={self.cooccurrence})" if self.cooccurrence else ")")
         )
 
     def _rng(self, split: str, index: int, stream: int | None = None) -> np.random.Generator:
@@ -65,7 +70,7 @@ class World:
     def scene(self, split: str, index: int) -> Scene:
         """Scene ``index`` of ``split``; a pure function of (seed, split, index)."""
         rng = self._rng(split, index)
-        return sample_scene(rng, None, self.holdout_for(split), self.min_objects, self.max_objects)
+        return sample_scene(rng, None, self.holdout_for(split), self.min_objects, self.max_objects, self.cooccurrence)
 
     def scenes(self, split: str, n: int) -> list[Scene]:
         """Scenes 0..n-1 of ``split``."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .vocabulary import COLORS, GAP, MARGIN, SHAPES, SIZE_SCALE, SIZES
+from .vocabulary import COLORS, GAP, MARGIN, PARTNERS, SHAPES, SIZE_SCALE, SIZES
 
 
 @dataclass(frozen=True)
@@ -95,12 +95,17 @@ def sample_scene(
     holdout: frozenset[tuple[str, str]] = frozenset(),
     min_objects: int = 1,
     max_objects: int = 4,
+    cooccurrence: float = 0.0,
 ) -> Scene:
     """Sample a random scene with ``n_objects`` objects (default: uniform in [min_objects, max_objects]).
 
     Objects lie fully inside the image, their boxes are at least GAP apart, every (colour, shape) pair
     occurs at most once, and no (colour, shape) pair in ``holdout`` is ever used. Placement is rejection
     sampling; the result depends only on the state of ``rng``.
+
+    With ``cooccurrence`` p > 0, a scene of two or more objects gets, with probability p, its first object's
+    partner (:data:`PARTNERS`, one of the hub classes) as its second object, when the partner is not held out and
+    not already there. At p = 0 no extra random number is drawn, so every scene is the same as before the knob.
     """
     if n_objects is None:
         n_objects = int(rng.integers(min_objects, max_objects + 1))
@@ -109,6 +114,10 @@ def sample_scene(
     while True:  # retry the whole scene in the (rare) case the objects do not fit
         objects: list[Obj] = []
         chosen = rng.choice(len(pairs), size=n_objects, replace=False)
+        if cooccurrence > 0 and n_objects >= 2 and rng.random() < cooccurrence:
+            partner = PARTNERS[pairs[int(chosen[0])]]
+            if partner in pairs and pairs.index(partner) not in chosen:
+                chosen[1] = pairs.index(partner)
         for k in chosen:
             color, shape = pairs[int(k)]
             size = SIZES[int(rng.integers(len(SIZES)))]

@@ -30,6 +30,22 @@ Transform = Callable[[torch.Tensor], torch.Tensor]  # image tensor (3, H, W) -> 
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}  # split name -> code used in the seed
 DEFAULT_HOLDOUT: tuple[tuple[str, str], ...] = (("red", "triangle"),)
 
+# Phase 9's co-occurrence prior (``World(cooccurrence=p)``): a few common "hub" classes, the way COCO has people,
+# cars and chairs, and each class's partner, the hub it tends to appear with. Fixed by the vocabulary, not the seed.
+HUBS: tuple[tuple[str, str], ...] = (("blue", "square"), ("green", "circle"), ("yellow", "diamond"),
+                                     ("purple", "triangle"))
+
+
+def _partners() -> dict[tuple[str, str], tuple[str, str]]:
+    """Every class's partner: hubs pair with the next hub; the other 20 classes take the hubs in turn."""
+    others = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in HUBS]
+    table = {h: HUBS[(i + 1) % len(HUBS)] for i, h in enumerate(HUBS)}
+    table.update({c: HUBS[i % len(HUBS)] for i, c in enumerate(others)})
+    return table
+
+
+PARTNERS: dict[tuple[str, str], tuple[str, str]] = _partners()
+
 MARGIN = 0.02  # min distance between an object's box and the image border (normalised units)
 GAP = 0.07  # min gap between two objects' boxes; > 2 px even at 32 px, so pixel boxes never touch
 SUPERSAMPLE = 4  # render at 4x resolution, then box-filter down: anti-aliased and deterministic

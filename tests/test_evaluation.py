@@ -1,0 +1,69 @@
+"""Tests for utils/evaluation.py: POPE's three splits — balanced, true, the same "yes" questions in each, and
+negatives ranked by frequency (popular) or by co-occurrence with what is present (adversarial)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from utils import dpo, evaluation
+from utils.world import HUBS, PARTNERS, World
+
+
+@pytest.fixture(scope="module")
+def prior_world() -> World:
+    return World(seed=0, image_size=32, cooccurrence=0.8)
+
+
+def asked(rows, answer):
+    return [(i, tuple(q.removeprefix("is there a ").removesuffix("?").split())) for i, q, a in rows if a == answer]
+
+
+def test_class_statistics_count_objects_and_pairs():
+    scenes = World(seed=0).scenes("train", 50)
+    frequency, together = evaluation.class_statistics(scenes)
+    assert frequency.sum() == sum(len(s) for s in scenes)
+    assert (together == together.T).all() and (np.diag(together) == 0).all()
+    assert together.sum() == sum(len(s) * (len(s) - 1) for s in scenes)
+
+
+@pytest.mark.parametrize("split", evaluation.POPE_SPLITS)
+def test_every_split_is_balanced_true_and_shares_its_yes_questions(prior_world, split):
+    scenes = prior_world.scenes("val", 200)
+    holdout = frozenset({("red", "triangle")})
+    rows = evaluation.pope_probe(scenes, split, per_scene=2, holdout=holdout,
+                                 reference=prior_world.scenes("train", 1000))
+    yes, no = asked(rows, "yes"), asked(rows, "no")
+    assert len(yes) == sum(min(2, len(s)) for s in scenes) and len(no) == 2 * len(scenes)
+    assert all(scenes[i].find(*c) is not None for i, c in yes)
+    assert all(scenes[i].find(*c) is None and c not in holdout for i, c in no)
+    assert yes == asked(evaluation.pope_probe(scenes, "random", 2, holdout=holdout), "yes")
+    assert len(set(no)) == len(no)                                   # no question asked twice about one scene
+
+
+def test_the_random_split_is_phase_8s_probe():
+    scenes = World(seed=0).scenes("val", 100)
+    assert evaluation.pope_probe(scenes, "random", 2, seed=3) == dpo.existence_probe(scenes, 2, seed=3)
+
+
+def test_popular_asks_about_frequent_classes_and_adversarial_about_partners(prior_world):
+    reference = prior_world.scenes("train", 2000)
+    frequency, together = evaluation.class_statistics(reference)
+    index = {c: i for i, c in enumerate(evaluation.CLASSES)}
+    scenes = prior_world.scenes("val", 300)
+    negatives = {split: asked(evaluation.pope_probe(scenes, split, 2, reference=reference), "no")
+                 for split in evaluation.POPE_SPLITS}
+    mean_frequency = {s: np.mean([frequency[index[c]] for _, c in rows]) for s, rows in negatives.items()}
+    assert mean_frequency["popular"] > 1.5 * mean_frequency["random"], mean_frequency
+    hub_share = {s: np.mean([c in HUBS for _, c in rows]) for s, rows in negatives.items()}
+    assert hub_share["popular"] > 0.9 and hub_share["random"] < 0.3, hub_share
+
+    def partner_share(rows):        # negatives that are the partner of an object in the image
+        return np.mean([any(PARTNERS[(o.color, o.shape)] == c for o in scenes[i].objects) for i, c in rows])
+
+    # with two negatives per scene the second is often filler (few partners are absent); the first is the partner
+    first = {s: asked(evaluation.pope_probe(scenes, s, 1, reference=reference), "no") for s in evaluation.POPE_SPLITS}
+    assert partner_share(first["adversarial"]) > 0.75 > 0.5 > partner_share(first["popular"]), first
+    assert partner_share(negatives["adversarial"]) > partner_share(negatives["popular"]) + 0.1
+    assert partner_share(negatives["popular"]) > 0.2 > 0.1 > partner_share(negatives["random"])
+    with pytest.raises(ValueError, match="split must be one of"):
+        evaluation.pope_probe(scenes, "hard")

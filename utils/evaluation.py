@@ -1,0 +1,84 @@
+"""Evaluation benchmarks built from the world (Phase 9): POPE's three splits of existence questions.
+
+POPE (Li et al., 2023) asks a VLM yes/no questions about objects, half about objects in the image and half about
+objects that are not. How the absent objects are chosen decides how hard the probe is:
+
+* ``random``       any class the image does not hold;
+* ``popular``      the classes most frequent in the dataset, when absent;
+* ``adversarial``  the classes that co-occur most often with what *is* in the image, when absent — a model that
+                   learned "a red circle comes with a blue square" says yes to the square that is not there.
+
+Frequencies and co-occurrences are counted over a reference set of scenes (the training set, as POPE counts them over
+COCO's annotations). The "yes" questions and the random tie-breaking are the same in every split, so the three
+splits differ only in their negatives. The metrics are :func:`utils.metrics.yes_no_metrics`; the bootstrap intervals
+:func:`utils.metrics.bootstrap_ci`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .world.scene import Scene
+from .world.vocabulary import COLORS, SHAPES
+
+CLASSES: tuple[tuple[str, str], ...] = tuple((c, s) for c in COLORS for s in SHAPES)
+POPE_SPLITS: tuple[str, ...] = ("random", "popular", "adversarial")
+
+
+def existence_question(color: str, shape: str) -> str:
+    """The world's existence question, as the zoo VLM was taught it: "is there a red circle?"."""
+    return f"is there a {color} {shape}?"
+
+
+def class_statistics(scenes: Sequence[Scene]) -> tuple[np.ndarray, np.ndarray]:
+    """How often each of the 24 (colour, shape) classes (:data:`CLASSES` order) occurs in ``scenes``, and how often
+    each pair of classes occurs in the same scene (a symmetric 24×24 matrix, zero diagonal)."""
+    index = {c: i for i, c in enumerate(CLASSES)}
+    frequency = np.zeros(len(CLASSES), dtype=np.int64)
+    together = np.zeros((len(CLASSES), len(CLASSES)), dtype=np.int64)
+    for scene in scenes:
+        ids = [index[(o.color, o.shape)] for o in scene.objects]
+        frequency[ids] += 1
+        for a in ids:
+            for b in ids:
+                together[a, b] += a != b
+    return frequency, together
+
+
+def pope_negatives(present: Sequence[int], candidates: np.ndarray, split: str, frequency: np.ndarray,
+                   together: np.ndarray, k: int) -> list[int]:
+    """The ``k`` absent classes a POPE ``split`` asks about: ``candidates`` (absent class ids, already in a random
+    order) kept in that order (random), or stably ranked by dataset frequency (popular), or by how often they
+    appeared together with the present classes (adversarial)."""
+    if split == "random":
+        return [int(c) for c in candidates[:k]]
+    if split == "popular":
+        score = frequency[candidates]
+    elif split == "adversarial":
+        score = together[np.asarray(present)][:, candidates].sum(0)
+    else:
+        raise ValueError(f"split must be one of {POPE_SPLITS}, got {split!r}")
+    return [int(c) for c in candidates[np.argsort(-score, kind="stable")[:k]]]
+
+
+def pope_probe(scenes: Sequence[Scene], split: str = "random", per_scene: int = 2, seed: int = 0,
+               holdout: frozenset[tuple[str, str]] = frozenset(), reference: Sequence[Scene] | None = None
+               ) -> list[tuple[int, str, str]]:
+    """POPE's probe over ``scenes``: for each scene, ``per_scene`` questions about objects present (answer "yes")
+    and as many about absent classes (answer "no") chosen by ``split`` (never a ``holdout`` class), with class
+    statistics from ``reference`` scenes (default: ``scenes`` themselves). Returns (scene index, question, answer)
+    rows; the "yes" rows are the same for every split."""
+    frequency, together = class_statistics(scenes if reference is None else reference)
+    index = {c: i for i, c in enumerate(CLASSES)}
+    rng = np.random.default_rng([seed, 91])
+    rows = []
+    for i, scene in enumerate(scenes):
+        present = [index[(o.color, o.shape)] for o in scene.objects]
+        absent = np.array([j for j, c in enumerate(CLASSES) if j not in present and c not in holdout])
+        for k in rng.permutation(len(present))[:per_scene]:
+            rows.append((i, existence_question(*CLASSES[present[k]]), "yes"))
+        order = absent[rng.permutation(len(absent))]
+        for j in pope_negatives(present, order, split, frequency, together, per_scene):
+            rows.append((i, existence_question(*CLASSES[j]), "no"))
+    return rows
