@@ -4,6 +4,8 @@ DistributedSampler's, no process is left behind, a taken port is refused clearly
 from __future__ import annotations
 
 import socket
+import tempfile
+from pathlib import Path
 
 import psutil
 import pytest
@@ -24,8 +26,15 @@ def launched_here() -> list[psutil.Process]:
     return out
 
 
+def torchrun_logs() -> set[Path]:
+    """torchrun's log folders in the temporary directory (a launch must keep its own inside its folder)."""
+    return set(Path(tempfile.gettempdir()).glob("torchelastic_*"))
+
+
 def test_ddp_on_two_processes_matches_one_process_on_the_global_batch():
+    logs = torchrun_logs()
     result = distributed.launch(nproc=2, steps=10)
+    assert torchrun_logs() <= logs, "torchrun left its log folders in the temporary directory"
     assert result["backend"] == "gloo" and result["world_size"] == 2, result
     assert result["grads_equal"] and result["max_abs_diff"] < 1e-6 < result["grad_scale"], result
     assert result["replicas_identical"] and result["samples_per_second"] > 0, result

@@ -229,7 +229,8 @@ def launch(nproc: int = 2, batch_size: int = 32, steps: int = 30, port: int | No
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={nproc}",
                "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "utils.distributed", "--out", str(out),
                "--batch-size", str(batch_size), "--steps", str(steps), "--mode", mode]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+        # TMPDIR: torchrun's own log folders (torchelastic_*) go inside this launch's folder and leave with it
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), "TMPDIR": tmp}
         process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True, start_new_session=True)
         try:
