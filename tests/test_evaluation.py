@@ -67,3 +67,12 @@ def test_popular_asks_about_frequent_classes_and_adversarial_about_partners(prio
     assert partner_share(negatives["popular"]) > 0.2 > 0.1 > partner_share(negatives["random"])
     with pytest.raises(ValueError, match="split must be one of"):
         evaluation.pope_probe(scenes, "hard")
+
+
+def test_ngram_contamination_finds_planted_items_anywhere_and_nothing_else():
+    bench = ["is the red circle left of the blue square?", "what color is the small circle?"]
+    texts = ["photo of my cat", "Q: Is the red circle left of the blue square? A: yes",
+             "nice one. WHAT COLOR IS THE SMALL CIRCLE", "the red circle and the blue square are left of a tree"]
+    assert evaluation.ngram_contamination(texts, bench, n=6).tolist() == [False, True, True, False]
+    assert not evaluation.ngram_contamination(texts, [], n=6).any()
+    assert evaluation.word_ngrams("A b, c!", 2) == {("a", "b"), ("b", "c")}

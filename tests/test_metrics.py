@@ -134,3 +134,15 @@ def test_yes_no_metrics_match_scikit_learn():
     assert m["f1"] == pytest.approx(f1_score(truth, said))
     assert m["yes_ratio"] == pytest.approx(said.mean()) and m["yes_ratio"] > 0.6
     assert m["hallucination"] == pytest.approx(said[~truth].mean())
+
+
+def test_cohen_kappa_matches_scikit_learn():
+    import numpy as np
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(3)
+    for labels in (2, 3, 5):
+        a = rng.integers(0, labels, 200)
+        b = np.where(rng.random(200) < 0.6, a, rng.integers(0, labels, 200))
+        assert metrics.cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
+    assert metrics.cohen_kappa(list("yyn"), list("yyn")) == 1.0

@@ -82,3 +82,19 @@ def pope_probe(scenes: Sequence[Scene], split: str = "random", per_scene: int = 
         for j in pope_negatives(present, order, split, frequency, together, per_scene):
             rows.append((i, existence_question(*CLASSES[j]), "no"))
     return rows
+
+
+def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    """The set of ``n``-word sequences of ``text``, lower-cased, words split on whitespace and stripped of
+    punctuation at their ends."""
+    words = [w.strip(".,;:!?\"'()").lower() for w in text.split()]
+    words = [w for w in words if w]
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def ngram_contamination(texts: Sequence[str], benchmark: Sequence[str], n: int = 8) -> np.ndarray:
+    """Which training ``texts`` contain a benchmark item: a text is flagged when it shares at least one ``n``-word
+    sequence with any item of ``benchmark`` (the test GPT-3 and PaLM ran on their training data, with 13 words;
+    shorter items need a smaller n). Returns a boolean array, one entry per text."""
+    planted = set().union(*(word_ngrams(item, n) for item in benchmark)) if benchmark else set()
+    return np.array([bool(word_ngrams(text, n) & planted) for text in texts], dtype=bool)

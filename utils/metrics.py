@@ -173,3 +173,15 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], max_n: int = 4) -
     log_precision = np.log(matches / totals).mean()
     brevity = 1.0 if hyp_len > ref_len else float(np.exp(1 - ref_len / hyp_len))
     return float(100 * brevity * np.exp(log_precision))
+
+
+def cohen_kappa(a: Sequence, b: Sequence) -> float:
+    """Cohen's κ: how much two raters (a judge and the reference ratings) agree beyond chance,
+    (p_o − p_e) / (1 − p_e), with p_o the share of items they label the same and p_e the agreement expected if each
+    labelled at random with its own label frequencies. 1 is perfect agreement, 0 chance level. scikit-learn's
+    ``cohen_kappa_score`` is its oracle in the tests."""
+    a, b = np.asarray(a), np.asarray(b)
+    labels = np.union1d(a, b)
+    observed = float((a == b).mean())
+    expected = float(sum((a == label).mean() * (b == label).mean() for label in labels))
+    return 1.0 if expected == 1 else (observed - expected) / (1 - expected)
