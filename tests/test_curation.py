@@ -191,3 +191,18 @@ def test_stage_sampler_follows_its_schedule():
     g = torch.Generator().manual_seed(0)
     batches = [draw(g) for _ in range(7)]
     assert all(b.max() < 10 for b in batches[:2]) and all(b.min() >= 100 for b in batches[2:])
+
+
+def test_captioning_quality_scores_what_the_vlm_writes_after_a_bare_image_prompt():
+    from utils.world import World, caption
+
+    scenes = World(seed=0).scenes("val", 6)
+
+    class Captioner:                          # right about the first three scenes, silent about the rest
+        def generate_text(self, features, prompts):
+            assert prompts == ["<image>"] * len(features)
+            return [caption(s) if i < 3 else "" for i, s in enumerate(scenes)]
+
+    quality = cu.captioning_quality(Captioner(), torch.zeros(6, 16, 8), scenes)
+    assert quality["exact"] == 0.5 and quality["chair_i"] == 0.0 and quality["captions"][3] == ""
+    assert quality["recall"] == pytest.approx(sum(len(s) for s in scenes[:3]) / sum(len(s) for s in scenes))

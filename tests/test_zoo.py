@@ -353,6 +353,30 @@ def test_crawl_clips_load_offline_and_meet_their_card():
     assert f"{card['metrics']['recaptioned']['image_to_text_r1']:.3f}" in (path / "README.md").read_text()
 
 
+def test_curriculum_vlms_load_offline_and_meet_their_card():
+    """The curriculum's shipped arms re-measured on clean held-out scenes (VQA by kind, greedy captions against the
+    scene graph); every arm of every seed spent the same budget on the same examples."""
+    import make_models  # tools/ is on sys.path (tests/conftest.py)
+
+    from utils.vlm import TinyVLM
+
+    path = ZOO / "tiny-vlm-curriculum-shapes"
+    card = json.loads((path / "metrics.json").read_text())
+    r = card["recipe"]
+    world = World(seed=r["world_seed"], image_size=32)
+    for name, want in card["metrics"].items():
+        got = make_models.evaluate_curriculum(TinyVLM.from_pretrained(path / name), world, r)
+        for key in ("vqa_all", "caption_recall", "caption_exact"):
+            assert got[key] == pytest.approx(want[key], abs=0.01), (name, key)
+    budgets = {v: sum(steps for *_, steps, _ in make_models.curriculum_stages(v, r)) for v in card["seeds"]}
+    assert set(budgets.values()) == {r["steps"]}, budgets
+    assert set(card["seeds"]) == set(make_models.CURRICULUM_VARIANTS)
+    recall = {v: [run["caption_recall"] for run in runs.values()] for v, runs in card["seeds"].items()}
+    assert max(recall["staged"] + recall["no_alignment"] + recall["clean_scale"]) < 0.1   # the last stage wins
+    assert min(recall["mixed"] + recall["staged_replay"]) > 0.8                           # unless earlier data stays
+    assert f"{card['metrics']['mixed']['vqa_all']:.3f}" in (path / "README.md").read_text()
+
+
 @pytest.mark.parametrize("name", ["tiny-video-vlm-shapes", "tiny-tubelet-vlm-shapes"])
 def test_video_vlms_load_offline_and_meet_their_cards(name):
     """Both video VLMs reassemble from their saved parts and re-measure every row of their cards."""

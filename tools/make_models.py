@@ -1939,13 +1939,227 @@ def measure_crawl_clips(out: Path = ZOO / "tiny-crawl-clips-shapes", training: d
     return metrics
 
 
+VLM_CURRICULUM_RECIPE = {"world_seed": 0, "train_scenes": 12000, "steps": 2400,
+                         "shares": {"align": 0.1, "scale": 0.4, "instruct": 0.5}, "batch_size": 128, "lr": 2e-3,
+                         "replay": 0.25, "seeds": [0, 1, 2], "seed": 0, "threads": 2, "eval_scenes": 500,
+                         "caption_scenes": 300}
+CURRICULUM_VARIANTS = ("staged", "mixed", "no_alignment", "clean_scale", "staged_replay")
+CURRICULUM_SAVED = ("staged", "mixed", "staged_replay")   # the shipped models (seed 0)
+CURRICULUM_TEXT = {
+    "staged": "the syllabus's curriculum: align the connector on clean pairs (LM frozen), then the noisy crawl at "
+              "scale, then instructions",
+    "mixed": "the very same examples, shuffled together into one stage, every part trained from the first step",
+    "no_alignment": "no alignment stage: its steps go to the noisy crawl, then instructions",
+    "clean_scale": "the curriculum with the curated crawl (recaptioned) in place of the raw one at scale",
+    "staged_replay": "the curriculum, with a quarter of the instruction stage's examples replaced by examples of the "
+                     "first two stages (replay)"}
+
+
+def curriculum_stages(variant: str, r: dict = VLM_CURRICULUM_RECIPE) -> list[tuple[str, str, int, bool]]:
+    """The stages of one curriculum arm as (stage, data source, steps, connector only): every arm spends the same
+    ``steps``; the sources are ``clean`` (recaptioned crawl), ``noisy`` (raw crawl alt text) and ``vqa`` (the
+    world's questions). ``mixed`` is one stage over what ``staged`` sees."""
+    steps = {k: round(v * r["steps"]) for k, v in r["shares"].items()}
+    steps["instruct"] = r["steps"] - steps["align"] - steps["scale"]
+    plan = {"staged": [("align", "clean", steps["align"], True), ("scale", "noisy", steps["scale"], False),
+                       ("instruct", "vqa", steps["instruct"], False)],
+            "no_alignment": [("scale", "noisy", steps["align"] + steps["scale"], False),
+                             ("instruct", "vqa", steps["instruct"], False)],
+            "clean_scale": [("align", "clean", steps["align"], True), ("scale", "clean", steps["scale"], False),
+                            ("instruct", "vqa", steps["instruct"], False)]}
+    plan["staged_replay"] = plan["staged"][:2] + [("instruct", "vqa + replay", steps["instruct"], False)]
+    if variant == "mixed":
+        return [("mixed", "all", r["steps"], False)]
+    return plan[variant]
+
+
+def epoch_rows(rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` rows drawn as whole shuffled passes over ``rows`` (each row once per pass) — what a loader that
+    reshuffles every epoch hands a stage of ``n / batch`` steps."""
+    passes = [rng.permutation(rows) for _ in range(-(-n // len(rows)))]
+    return np.concatenate(passes)[:n]
+
+
+def curriculum_pool(r: dict = VLM_CURRICULUM_RECIPE) -> dict:
+    """The curriculum's data, one table: the crawl pool of the caption ablation (its raw alt texts and varied
+    recaptions, images as the zoo CLIP's grid tokens) and the world's training questions, every row encoded with
+    its prompt (``<image>`` then the caption; ``question: ... <image> answer:`` then the answer)."""
+    pool = crawl_training_pool()
+    world = World(seed=r["world_seed"], image_size=32)
+    images, pairs = vqa.vqa_examples(world, "train", r["train_scenes"])
+    model = vlm.build_vlm()
+    with torch.no_grad():
+        features = torch.cat([clip.clip_grid_tokens(model.visual, clip.normalize_images(x), "layer2")
+                              for x in (pool["small"], images)])
+    n_crawl, n_text = len(pool["small"]), len(pool["texts"])
+    prompts = [vlm.caption_prompt()] * n_text + [vlm.vqa_prompt(qa.question) for _, qa in pairs]
+    targets = list(pool["texts"]) + [vqa.answer_word(qa) for _, qa in pairs]
+    ids, labels = vlm.encode_with_labels(model.tokenizer, prompts, targets)
+    index = np.concatenate([pool["image_index"], n_crawl + np.array([i for i, _ in pairs])])
+    sources = {"clean": pool["sets"]["recaptioned"], "noisy": pool["sets"]["raw"],
+               "vqa": n_text + np.arange(len(pairs))}
+    return {"features": features, "index": torch.as_tensor(index), "ids": ids, "labels": labels,
+            "sources": sources, "quality": pool["quality"]}
+
+
+def train_curriculum(variant: str, data: dict, seed: int, r: dict = VLM_CURRICULUM_RECIPE) -> vlm.TinyVLM:
+    """One arm of the curriculum from the zoo parts (zoo CLIP tower frozen, fresh projector, zoo GPT): each stage
+    on its rows with its own one-cycle schedule; the rows are drawn per seed and shared by every arm."""
+    env.seed_everything(seed)
+    model = vlm.build_vlm()
+    rng = np.random.default_rng([seed, 7])
+    draws = {stage: epoch_rows(data["sources"][source], steps * r["batch_size"], rng)
+             for stage, source, steps, _ in curriculum_stages("staged", r)}
+    if variant == "no_alignment":
+        draws["scale"] = np.concatenate([epoch_rows(data["sources"]["noisy"], len(draws["align"]), rng),
+                                         draws["scale"]])
+    if variant == "clean_scale":
+        draws["scale"] = epoch_rows(data["sources"]["clean"], len(draws["scale"]), rng)
+    if variant == "mixed":
+        draws = {"mixed": np.concatenate(list(draws.values()))}
+    if variant == "staged_replay":
+        earlier = np.concatenate([draws["align"], draws["scale"]])
+        replay = rng.choice(earlier, round(r["replay"] * len(draws["instruct"])), replace=False)
+        draws["instruct"] = np.concatenate([draws["instruct"][len(replay):], replay])
+    for stage, _, steps, connector_only in curriculum_stages(variant, r):
+        rows = torch.as_tensor(draws[stage])
+        for p in model.lm.parameters():
+            p.requires_grad_(not connector_only)
+        params = model.connector_parameters() + ([] if connector_only else list(model.lm.parameters()))
+        vlm.train_vlm(model, data["features"], data["index"][rows], data["ids"][rows], data["labels"][rows],
+                      steps=steps, params=params, batch_size=r["batch_size"], lr=r["lr"], seed=seed,
+                      desc=f"{variant}: {stage}, seed {seed}")
+    model.eval()
+    return model
+
+
+def evaluate_curriculum(model: vlm.TinyVLM, world, r: dict = VLM_CURRICULUM_RECIPE) -> dict[str, float]:
+    """A curriculum arm on clean held-out scenes: VQA accuracy per kind (``utils.vlm.evaluate_vqa``) and the greedy
+    captions of the first ``caption_scenes`` val scenes scored against their scene graphs (CHAIRi, recall, exact)."""
+    from utils import curation
+
+    scores = vlm.evaluate_vqa(model, world, "val", r["eval_scenes"])
+    images, scenes = world.arrays("val", r["caption_scenes"])
+    with torch.no_grad():
+        features = model.image_features(clip.normalize_images(images))
+    quality = curation.captioning_quality(model, features, scenes)
+    return {**{f"vqa_{k}": v for k, v in scores.items()},
+            **{f"caption_{k}": quality[k] for k in ("chair_i", "recall", "exact")}}
+
+
+def make_vlm_curriculum(out: Path = ZOO / "tiny-vlm-curriculum-shapes") -> dict:
+    """Train every arm of CURRICULUM_VARIANTS for every seed under one budget, save the seed's arms of
+    CURRICULUM_SAVED (``TinyVLM.save_pretrained``) and write the card; returns the metrics."""
+    r = VLM_CURRICULUM_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    start = time.perf_counter()
+    data = curriculum_pool(r)
+    world = World(seed=r["world_seed"], image_size=32)
+    runs: dict[str, dict] = {v: {} for v in CURRICULUM_VARIANTS}
+    for seed in r["seeds"]:
+        for variant in CURRICULUM_VARIANTS:
+            model = train_curriculum(variant, data, seed, r)
+            runs[variant][seed] = {k: round(v, 4) for k, v in evaluate_curriculum(model, world, r).items()}
+            print(variant, seed, runs[variant][seed], flush=True)
+            if seed == r["seed"] and variant in CURRICULUM_SAVED:
+                model.save_pretrained(out / variant)
+    training = {"recipe": r, "seeds": runs, "rows": {k: len(v) for k, v in data["sources"].items()},
+                "train_seconds": round(time.perf_counter() - start, 1)}
+    torch.set_num_threads(threads)
+    return measure_vlm_curriculum(out, training)
+
+
+CURRICULUM_CARD = """# tiny-vlm-curriculum-shapes
+
+Phase 8's curriculum experiment: a LLaVA-style VLM built from the zoo parts (the zoo CLIP's tower, frozen; a fresh
+MLP projector; the zoo GPT) and trained under one budget — {steps:,} steps of {batch_size} examples — on three kinds
+of data, in different orders. The data:
+
+| source | what | rows |
+|---|---|---|
+| `clean` | the crawl images that passed the image filters, with the zoo VLM's recaptions | {clean:,} |
+| `noisy` | the raw crawl: every record with its alt text, images squashed to 32×32 | {noisy:,} |
+| `vqa` | instructions: the world's questions on train scenes 0..{last_scene} (six kinds) | {vqa:,} |
+
+The arms (each stage has its own one-cycle schedule, LR {lr}; AdamW):
+
+| arm | stages (steps) | what |
+|---|---|---|
+{arms}
+
+Every seed draws one set of examples per stage (whole shuffled passes over each source), and every arm of that seed
+uses them: `mixed` sees exactly the examples `staged` sees, shuffled into one stage.
+
+```python
+from utils.vlm import TinyVLM
+vlm = TinyVLM.from_pretrained("data/models/tiny-vlm-curriculum-shapes/staged")
+```
+
+Command: `make models MODEL=tiny-vlm-curriculum-shapes` ({seconds:.0f} s on a 2-core CPU: the crawl pipeline and
+recaptions, then {runs} trainings; needs tiny-clip-shapes, tiny-gpt-shapes and tiny-vlm-shapes).
+
+## Metrics (clean held-out scenes of `World(seed={world_seed})`)
+VQA: `utils.vlm.evaluate_vqa` on val scenes 0..{eval_last} (6 questions each). Captions: greedy captions of val scenes
+0..{caption_last} after the bare `<image>` prompt, scored against the scene graph (`utils.curation.caption_scores`:
+CHAIRi, the share of the scenes' objects named, captions naming exactly the right objects and sizes).
+
+The shipped models (training seed {seed}; `tests/test_zoo.py` re-measures them):
+
+| arm | VQA (all) | colour | shape | count | exists | size | position | caption recall | exact captions | CHAIRi |
+|---|---|---|---|---|---|---|---|---|---|---|
+{rows}
+
+Every arm over training seeds {seeds_text} (lowest–highest):
+
+| arm | VQA (all) | caption recall | exact captions |
+|---|---|---|---|
+{seed_rows}
+"""
+
+
+def measure_vlm_curriculum(out: Path = ZOO / "tiny-vlm-curriculum-shapes", training: dict | None = None) -> dict:
+    """Measure the saved arms (``TinyVLM.from_pretrained``) on clean held-out scenes; write metrics.json and the
+    card."""
+    training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
+                            if k in ("recipe", "seeds", "rows", "train_seconds")}
+    r = training["recipe"]
+    world = World(seed=r["world_seed"], image_size=32)
+    metrics = {v: {k: round(x, 4) for k, x in evaluate_curriculum(vlm.TinyVLM.from_pretrained(out / v), world,
+                                                                   r).items()}
+               for v in CURRICULUM_SAVED}
+    result = {**training, "metrics": metrics}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    seeds = training["seeds"]
+
+    def spread(variant: str, key: str) -> str:
+        values = [v[key] for v in seeds[variant].values()]
+        return f"{min(values):.3f}–{max(values):.3f}"
+
+    kinds = ("all", "color", "shape", "count", "exists", "size", "position")
+    (out / "README.md").write_text(CURRICULUM_CARD.format(
+        **training["rows"], last_scene=r["train_scenes"] - 1, eval_last=r["eval_scenes"] - 1,
+        caption_last=r["caption_scenes"] - 1, seconds=training["train_seconds"],
+        runs=len(CURRICULUM_VARIANTS) * len(r["seeds"]), seeds_text=", ".join(map(str, r["seeds"])),
+        arms="\n".join(f"| `{v}` | " + " → ".join(f"{stage} on {source} ({steps:,}{', connector only' * only})"
+                                                  for stage, source, steps, only in curriculum_stages(v, r))
+                       + f" | {CURRICULUM_TEXT[v]} |" for v in CURRICULUM_VARIANTS),
+        rows="\n".join(f"| `{v}` | " + " | ".join(f"{m['vqa_' + k]:.3f}" for k in kinds)
+                       + f" | {m['caption_recall']:.3f} | {m['caption_exact']:.3f} | {m['caption_chair_i']:.3f} |"
+                       for v, m in metrics.items()),
+        seed_rows="\n".join(f"| `{v}` | {spread(v, 'vqa_all')} | {spread(v, 'caption_recall')} | "
+                            f"{spread(v, 'caption_exact')} |" for v in CURRICULUM_VARIANTS), **r))
+    return metrics
+
+
 MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm-shapes",
           "whisper": "tiny-whisper-shapes", "ctc": "tiny-ctc-shapes", "codec": "tiny-codec-speech",
           "tts": "tiny-tts-speech", "video": "tiny-video-vlm-shapes",
           "tubelet": "tiny-tubelet-vlm-shapes", "vqvae": "tiny-vqvae-shapes",
           "chameleon": "tiny-chameleon-shapes", "ldm": "tiny-ldm-shapes",
           "transfusion": "tiny-transfusion-shapes", "vlm-draws": "tiny-vlm-draws-shapes",
-          "two-encoders": "tiny-two-encoders-shapes", "crawl-clips": "tiny-crawl-clips-shapes"}  # in training order
+          "two-encoders": "tiny-two-encoders-shapes", "crawl-clips": "tiny-crawl-clips-shapes",
+          "vlm-curriculum": "tiny-vlm-curriculum-shapes"}  # in training order
 
 
 def selected(args: list[str]) -> list[str]:
@@ -1963,6 +2177,7 @@ if __name__ == "__main__":
               "ctc": make_tiny_ctc, "codec": make_tiny_codec, "tts": make_tts, "video": make_video_vlm,
               "tubelet": make_tubelet_vlm, "vqvae": make_vqvae,
               "chameleon": make_chameleon, "ldm": make_ldm, "transfusion": make_transfusion,
-              "vlm-draws": make_vlm_draws, "two-encoders": make_two_encoders, "crawl-clips": make_crawl_clips}
+              "vlm-draws": make_vlm_draws, "two-encoders": make_two_encoders, "crawl-clips": make_crawl_clips,
+              "vlm-curriculum": make_vlm_curriculum}
     for name in selected(sys.argv[1:]):
         print(f"{MODELS[name]}:", makers[name]())

@@ -233,6 +233,14 @@ def caption_scores(captions: Sequence[str], scenes: Sequence[Scene]) -> dict[str
             "exact": sum(m == t for m, t in zip(said, truth)) / max(len(captions), 1)}
 
 
+def captioning_quality(vlm, features: torch.Tensor, scenes: Sequence[Scene]) -> dict[str, float]:
+    """How well a VLM captions: its greedy continuation of the bare ``<image>`` prompt for each image's grid
+    ``features``, scored against the ``scenes`` by :func:`caption_scores`; with ``captions``, the captions."""
+    with torch.no_grad():
+        captions = vlm.generate_text(features, ["<image>"] * len(features))
+    return {**caption_scores(captions, scenes), "captions": captions}
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The pipeline, stage by stage
 
