@@ -16,6 +16,8 @@ helpers and words. A check diagnoses a wrong answer in three steps, most specifi
 """
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +57,34 @@ def call(fn: Callable[..., Any], *args: Any) -> Any:
     if out is None or out is Ellipsis:
         raise Unsolved
     return out
+
+
+def number(out: Any, what: str) -> float:
+    """``out`` as a float when it is one number (a Python number, or a one-element tensor or array); ``Unsolved``
+    for the starter's None or ``...``; else feedback naming what came back."""
+    if out is None or out is Ellipsis:
+        raise Unsolved
+    if hasattr(out, "shape") and hasattr(out, "__float__") and math.prod(out.shape) == 1:
+        return float(out)
+    if isinstance(out, bool) or not isinstance(out, numbers.Real):
+        raise CheckFailed(f"{what} should return one number; it returned {describe(out)}.")
+    return float(out)
+
+
+def number_dict(out: Any, keys: Sequence[str], what: str) -> dict[str, float]:
+    """``out`` as {key: float} for the ``keys`` a dict-returning exercise promises; ``Unsolved`` for the starter (or
+    a dict still holding ``...``); else feedback naming what is missing or what came back."""
+    if out is None or out is Ellipsis:
+        raise Unsolved
+    if not isinstance(out, dict):
+        raise CheckFailed(f"{what} should return a dict with the keys {', '.join(keys)}; it returned "
+                          f"{describe(out)}.")
+    if any(v is Ellipsis for v in out.values()):
+        raise Unsolved
+    missing = [k for k in keys if k not in out]
+    if missing:
+        raise CheckFailed(f"the dict is missing {', '.join(missing)} (expected the keys {', '.join(keys)}).")
+    return {k: number(out[k], f"the value of {k!r}") for k in keys}
 
 
 def require_tensor(out: object, what: str, shape: Sequence[int] | None = None) -> torch.Tensor:

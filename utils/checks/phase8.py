@@ -36,7 +36,7 @@ from .. import curation as ucuration
 from .. import distributed as udistributed
 from .. import dpo as udpo
 from . import CheckFailed, Mismatch, Unsolved, register
-from .oracles import Probe, describe, require_properties
+from .oracles import Probe, describe, number_dict, require_properties
 
 # References captured at import: a notebook rebinds names to a learner's passing version.
 _first_copies, _chair = ucuration.first_copies, ucuration.chair
@@ -761,17 +761,7 @@ POPE_KEYS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "hallucinatio
 
 
 def _pope_dict(out) -> dict[str, float]:
-    if out is None or out is Ellipsis:
-        raise Unsolved
-    if not isinstance(out, dict):
-        raise CheckFailed(f"yes_no_metrics should return a dict with the keys {', '.join(POPE_KEYS)}; it returned "
-                          f"{describe(out)}.")
-    if any(v is Ellipsis for v in out.values()):
-        raise Unsolved
-    missing = [k for k in POPE_KEYS if k not in out]
-    if missing:
-        raise CheckFailed(f"the dict is missing {', '.join(missing)} (expected the keys {', '.join(POPE_KEYS)}).")
-    return {k: _number(out[k], f"the value of {k!r}") for k in POPE_KEYS}
+    return number_dict(out, POPE_KEYS, "yes_no_metrics")
 
 
 @register("8.8", "POPE's numbers", udpo.yes_no_metrics, hints=(

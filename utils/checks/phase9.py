@@ -26,20 +26,13 @@ import torch
 from .. import evaluation as uevaluation
 from .. import metrics as umetrics
 from . import CheckFailed, Mismatch, Unsolved, register
-from .oracles import Probe, describe, require_properties
+from .oracles import Probe, describe, number, number_dict, require_properties
 
 # References captured at import: a notebook rebinds names to a learner's passing version.
 _bootstrap_ci, _paired = umetrics.bootstrap_ci, umetrics.paired_bootstrap
 
 
-def _number(out, what: str) -> float:
-    if out is None or out is Ellipsis:
-        raise Unsolved
-    if isinstance(out, (torch.Tensor, np.ndarray)) and np.size(out) == 1:
-        return float(out)
-    if isinstance(out, bool) or not isinstance(out, numbers.Real):
-        raise CheckFailed(f"{what} should return one number; it returned {describe(out)}.")
-    return float(out)
+_number = number
 
 
 def _triple(out, what: str) -> tuple[float, float, float]:
@@ -149,17 +142,7 @@ PAIRED_KEYS = ("difference", "low", "high", "p_not_better")
 
 
 def _paired_dict(out) -> dict[str, float]:
-    if out is None or out is Ellipsis:
-        raise Unsolved
-    if not isinstance(out, dict):
-        raise CheckFailed(f"paired_bootstrap should return a dict with the keys {', '.join(PAIRED_KEYS)}; it returned "
-                          f"{describe(out)}.")
-    if any(v is Ellipsis for v in out.values()):
-        raise Unsolved
-    missing = [k for k in PAIRED_KEYS if k not in out]
-    if missing:
-        raise CheckFailed(f"the dict is missing {', '.join(missing)} (expected {', '.join(PAIRED_KEYS)}).")
-    return {k: _number(out[k], f"the value of {k!r}") for k in PAIRED_KEYS}
+    return number_dict(out, PAIRED_KEYS, "paired_bootstrap")
 
 
 @register("9.2", "a paired comparison", umetrics.paired_bootstrap, hints=(
