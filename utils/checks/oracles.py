@@ -71,6 +71,18 @@ def number(out: Any, what: str) -> float:
     return float(out)
 
 
+def int_list(out: Any, what: str) -> list[int]:
+    """``out`` as a list of Python ints (from a list, tuple, tensor or array of integers); ``Unsolved`` for the
+    starter; else feedback saying ``what`` should return a list of integers and what came back."""
+    if out is None or out is Ellipsis:
+        raise Unsolved
+    if hasattr(out, "tolist"):
+        out = out.tolist()
+    if not isinstance(out, (list, tuple)) or not all(isinstance(i, numbers.Integral) for i in out):
+        raise CheckFailed(f"{what}; it returned {describe(out)}.")
+    return [int(i) for i in out]
+
+
 def number_dict(out: Any, keys: Sequence[str], what: str) -> dict[str, float]:
     """``out`` as {key: float} for the ``keys`` a dict-returning exercise promises; ``Unsolved`` for the starter (or
     a dict still holding ``...``); else feedback naming what is missing or what came back."""

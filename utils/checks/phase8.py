@@ -36,7 +36,7 @@ from .. import curation as ucuration
 from .. import distributed as udistributed
 from .. import dpo as udpo
 from . import CheckFailed, Mismatch, Unsolved, register
-from .oracles import Probe, describe, number_dict, require_properties
+from .oracles import Probe, describe, int_list, number_dict, require_properties
 
 # References captured at import: a notebook rebinds names to a learner's passing version.
 _first_copies, _chair = ucuration.first_copies, ucuration.chair
@@ -574,15 +574,7 @@ def _library_shard(order: list[int], rank: int, world_size: int) -> list[int]:
 
 
 def _index_list(out, what: str = "shard_indices") -> list[int]:
-    if out is None or out is Ellipsis:
-        raise Unsolved
-    if isinstance(out, torch.Tensor):
-        out = out.tolist()
-    if isinstance(out, np.ndarray):
-        out = out.tolist()
-    if not isinstance(out, (list, tuple)) or not all(isinstance(i, numbers.Integral) for i in out):
-        raise CheckFailed(f"{what} should return a list of indices; it returned {describe(out)}.")
-    return [int(i) for i in out]
+    return int_list(out, f"{what} should return a list of indices")
 
 
 @register("8.7", "a data-parallel rank's share", udistributed.shard_indices, hints=(

@@ -18,15 +18,13 @@ ratings, symmetric in the two raters and works for any labels; with no benchmark
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 
 from .. import evaluation as uevaluation
 from .. import metrics as umetrics
 from . import CheckFailed, Mismatch, Unsolved, register
-from .oracles import Probe, describe, number, number_dict, require_properties
+from .oracles import Probe, describe, int_list, number, number_dict, require_properties
 
 # References captured at import: a notebook rebinds names to a learner's passing version.
 _bootstrap_ci, _paired = umetrics.bootstrap_ci, umetrics.paired_bootstrap
@@ -231,13 +229,7 @@ _POPE_MISTAKES = {
 
 
 def _ids(out, k: int) -> list[int]:
-    if out is None or out is Ellipsis:
-        raise Unsolved
-    if isinstance(out, (np.ndarray, torch.Tensor)):
-        out = out.tolist()
-    if not isinstance(out, (list, tuple)) or not all(isinstance(x, numbers.Integral) for x in out):
-        raise CheckFailed(f"pope_negatives should return a list of {k} class ids; it returned {describe(out)}.")
-    return [int(x) for x in out]
+    return int_list(out, f"pope_negatives should return a list of {k} class ids")
 
 
 @register("9.3", "POPE's negatives", uevaluation.pope_negatives, hints=(
