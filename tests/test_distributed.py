@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
@@ -77,7 +78,24 @@ def test_a_taken_port_is_refused_before_anything_starts():
     assert distributed.port_is_free(distributed.free_port())
 
 
-def test_a_launch_that_runs_out_of_time_is_killed_whole():
+def workers_started_since(start: float) -> list[psutil.Process]:
+    """Worker processes of utils.distributed started after ``start``, wherever they now hang in the process tree
+    (torchrun gives each worker its own session: killed torchrun, they would be orphans, not our children)."""
+    out = []
+    for p in psutil.process_iter(["cmdline", "create_time"]):
+        if "utils.distributed" in " ".join(p.info["cmdline"] or []) and p.info["create_time"] >= start - 1:
+            out.append(p)
+    return out
+
+
+@pytest.mark.parametrize("timeout", [1.0, 15.0])
+def test_a_launch_that_runs_out_of_time_is_killed_whole(timeout):
+    """Killed before torchrun spawned its workers (1 s), and while they train (15 s: 100,000 steps would take
+    minutes): either way the call returns at once and no worker survives. Before the fix an orphaned worker held the
+    output pipe until gloo's 30-minute timeout, and make test sat still for an hour."""
+    start = time.time()
     with pytest.raises(RuntimeError, match="did not finish"):
-        distributed.launch(nproc=2, timeout=1.0)
+        distributed.launch(nproc=2, steps=100_000, timeout=timeout)
+    assert time.time() - start < timeout + 20, "the launch did not return promptly after its timeout"
     assert not launched_here(), "a timed-out torchrun left processes behind"
+    assert not workers_started_since(start), "a timed-out torchrun left orphaned workers behind"

@@ -27,6 +27,8 @@ the same gradient check against one process on the global batch.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import json
 import os
 import signal
@@ -79,6 +81,10 @@ def gradients(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.grad.flatten() for p in model.parameters()])
 
 
+# How long a worker waits on the others (rendezvous, collectives) before it gives up: gloo's default is 30 minutes.
+WORKER_TIMEOUT = datetime.timedelta(seconds=120)
+
+
 def worker(out: str, batch_size: int = 32, steps: int = 30, seed: int = 0) -> None:
     """One torchrun process: DDP gradient check (rank 0 against one process on the global batch) and a timed run."""
     import torch.distributed as dist
@@ -86,7 +92,7 @@ def worker(out: str, batch_size: int = 32, steps: int = 30, seed: int = 0) -> No
 
     torch.set_num_threads(1)                         # one core per process: the processes *are* the parallelism
     backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
+    dist.init_process_group(backend, timeout=WORKER_TIMEOUT)
     rank, world_size = dist.get_rank(), dist.get_world_size()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if backend == "nccl" else torch.device("cpu")
     data = dataset()
@@ -159,7 +165,7 @@ def fsdp_worker(out: str, batch_size: int = 32, seed: int = 0) -> None:
     from torch.distributed.fsdp import fully_shard
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", timeout=WORKER_TIMEOUT)
     rank, world_size = dist.get_rank(), dist.get_world_size()
     mesh = init_device_mesh("cpu", (world_size,))
     data = dataset()
@@ -195,6 +201,33 @@ def fsdp_worker(out: str, batch_size: int = 32, seed: int = 0) -> None:
     dist.destroy_process_group()
 
 
+def kill_launch(process: subprocess.Popen, marker: str) -> None:
+    """Kill a torchrun launch and every worker it started. torchrun gives each worker a session of its own, so
+    killing torchrun's process group misses them: orphaned, a worker would wait on its dead rendezvous and keep the
+    launch's output pipe open (a reader blocks until the worker gives up, half an hour or more). So: stop torchrun
+    (it spawns nothing more), kill its descendants, kill its group, then any process still carrying ``marker`` (the
+    launch's unique output path) in its command line."""
+    import psutil
+
+    try:
+        agent = psutil.Process(process.pid)
+        agent.suspend()
+        tree = agent.children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
+    for p in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    for p in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(p.info["cmdline"] or []) and p.pid != os.getpid():
+            tree.append(p)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+    psutil.wait_procs(tree, timeout=10)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -218,8 +251,8 @@ def launch(nproc: int = 2, batch_size: int = 32, steps: int = 30, port: int | No
     ``nproc`` processes and return rank 0's result.
 
     ``port`` is the rendezvous port (default: a free one); a taken port is refused with a clear error before
-    anything starts. The launch runs in its own process group, killed as a whole on timeout, so no worker outlives
-    the call."""
+    anything starts. On timeout torchrun and every worker it started are killed (:func:`kill_launch`), so no worker
+    outlives the call."""
     if port is not None and not port_is_free(port):
         raise RuntimeError(f"port {port} on 127.0.0.1 is taken (another torchrun, a notebook server?): pass another "
                            "port, or none to pick a free one")
@@ -236,8 +269,8 @@ def launch(nproc: int = 2, batch_size: int = 32, steps: int = 30, port: int | No
         try:
             log, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+            kill_launch(process, str(out))
+            process.communicate(timeout=30)
             raise RuntimeError(f"torchrun did not finish in {timeout:.0f} s; its processes were killed") from None
         if process.returncode != 0 or not out.exists():
             raise RuntimeError(f"torchrun failed (exit {process.returncode}):\n{log[-3000:]}")
