@@ -206,3 +206,13 @@ def test_captioning_quality_scores_what_the_vlm_writes_after_a_bare_image_prompt
     quality = cu.captioning_quality(Captioner(), torch.zeros(6, 16, 8), scenes)
     assert quality["exact"] == 0.5 and quality["chair_i"] == 0.0 and quality["captions"][3] == ""
     assert quality["recall"] == pytest.approx(sum(len(s) for s in scenes[:3]) / sum(len(s) for s in scenes))
+
+
+def test_caption_recalls_are_per_caption_shares_of_the_scene_named():
+    from utils.world import Obj, Scene
+
+    scene = Scene((Obj("circle", "red", "small", 0.2, 0.2), Obj("square", "blue", "large", 0.7, 0.7)))
+    one = Scene((Obj("diamond", "green", "small", 0.5, 0.5),))
+    recalls = cu.caption_recalls(["a red circle and a green diamond.", "a large blue square, a small red circle",
+                                  "nothing here"], [scene, scene, one])
+    assert recalls.tolist() == [0.5, 1.0, 0.0]

@@ -76,3 +76,25 @@ def test_ngram_contamination_finds_planted_items_anywhere_and_nothing_else():
     assert evaluation.ngram_contamination(texts, bench, n=6).tolist() == [False, True, True, False]
     assert not evaluation.ngram_contamination(texts, [], n=6).any()
     assert evaluation.word_ngrams("A b, c!", 2) == {("a", "b"), ("b", "c")}
+
+
+def test_suite_outcomes_give_per_example_outcomes_for_every_row():
+    """A small run of the suite on the zoo VLM: every row present, one outcome per example, all in [0, 1], and the
+    rows agree with the library's own measurements of the same questions."""
+    from utils import vlm, vqa
+
+    world = World(seed=0, image_size=32)
+    model = vlm.TinyVLM.from_pretrained(vlm.ZOO_VLM)
+    out = evaluation.suite_outcomes(model, world, qa_scenes=30, caption_scenes=4, grounding_scenes=6, pope_scenes=10,
+                                    reference_scenes=300)
+    kinds = ["QA: position", "QA: exists", "QA: size", "QA: count", "QA: shape", "QA: color"]
+    assert set(out) == {*kinds, "captioning: recall", "grounding: IoU", "grounding: IoU > 0.5", "POPE random",
+                        "POPE popular", "POPE adversarial"}
+    _, pairs = vqa.vqa_examples(world, "val", 30)
+    assert sum(len(out[k]) for k in kinds) == len(pairs) == 180
+    assert len(out["captioning: recall"]) == 4
+    assert len(out["grounding: IoU"]) == sum(len(s) for s in world.scenes("val", 6))
+    assert all(((v >= 0) & (v <= 1)).all() for v in out.values())
+    assert (out["grounding: IoU > 0.5"] == (out["grounding: IoU"] > 0.5)).all()
+    assert np.mean(np.concatenate([out[k] for k in kinds])) > 0.95          # the zoo VLM's card: 0.997
+    assert out["POPE random"].mean() > 0.9 and len(out["POPE random"]) == len(out["POPE adversarial"])

@@ -154,3 +154,23 @@ def test_text_views_tokens_and_reader(world):
     logits = reader({"tokens": tokens})
     assert logits.shape == (3, len(TEXT_ALPHABET), 4)
     assert F.cross_entropy(logits, chars).item() > 0
+
+
+def test_center_view_enlarges_the_middle_and_a_vlm_with_it_saves_and_reloads(tmp_path):
+    images = torch.zeros(2, 3, 32, 32)
+    images[:, :, 14:18, 14:18] = 1.0        # a 4-pixel square in the middle ...
+    images[:, :, 0:4, 0:4] = 1.0            # ... and one in the corner, outside a 12-pixel view
+    view = vlm.center_view(images, 12)
+    assert view.shape == images.shape
+    assert view[:, :, :5, :5].abs().max() == 0                         # the corner is gone
+    assert view[0, 0, 16, 16] == pytest.approx(1.0)                    # the middle is enlarged
+    assert 8 <= (view[0, 0] > 0.5).sum() ** 0.5 <= 13                  # 4 px × 32/12 ≈ 10.7 px across
+    assert torch.equal(vlm.center_view(images, 32), images)            # the whole picture is the picture
+    model = vlm.build_vlm(view_crop=12)
+    normal = clip.normalize_images(torch.rand(2, 32, 32, 3))
+    assert torch.equal(model.image_features(normal), clip.clip_grid_tokens(model.visual, vlm.center_view(normal, 12),
+                                                                           model.layer))
+    model.save_pretrained(tmp_path)
+    again = vlm.TinyVLM.from_pretrained(tmp_path)
+    assert again.view_crop == 12 and torch.equal(again.image_features(normal), model.image_features(normal))
+    assert vlm.build_vlm().view_crop is None

@@ -25,3 +25,15 @@ def test_vqa_accuracy():
     scores[0, vqa.ANSWERS.index("red")] = 0.0
     scores[1, vqa.ANSWERS.index("three")] = 0.0
     assert vqa.vqa_accuracy(scores, pairs) == {"color": 1.0, "count": 0.0, "all": 0.5}
+
+
+def test_correct_answers_are_what_vqa_accuracy_averages():
+    pairs = [(0, QA("what color is the circle?", "red", "color")), (0, QA("how many objects are there?", "2", "count")),
+             (1, QA("is there a red circle?", "no", "exists"))]
+    scores = torch.full((3, len(vqa.ANSWERS)), -1.0)
+    scores[0, vqa.ANSWERS.index("red")] = 0.0
+    scores[1, vqa.ANSWERS.index("three")] = 0.0
+    scores[2, vqa.ANSWERS.index("no")] = 0.0
+    right = vqa.correct_answers(scores, pairs)
+    assert right.dtype == bool and right.tolist() == [True, False, True]
+    assert vqa.vqa_accuracy(scores, pairs)["all"] == right.mean()

@@ -2152,6 +2152,174 @@ def measure_vlm_curriculum(out: Path = ZOO / "tiny-vlm-curriculum-shapes", train
     return metrics
 
 
+VLM_POPE_RECIPE = {"world_seed": 0, "cooccurrence": 0.8, "image_size": 32, "train_scenes": 12000,
+                   "existence_per_scene": 2, "steps": 3000, "batch_size": 128, "lr": 2e-3, "crop": 12,
+                   "keep_no": 0.2, "seeds": [0, 1, 2], "seed": 0, "threads": 2, "eval_scenes": 500,
+                   "per_scene": 2}
+POPE_ARMS = {"full": "sees the whole picture",
+             "center": "sees only the middle {crop}×{crop} pixels ({area:.0%} of the picture; "
+                       "`TinyVLM(view_crop=...)`), while the questions are about the whole scene",
+             "yes_heavy": "the center view, trained with only {keep:.0%} of its existence questions' \"no\" answers "
+                          "kept (instruction data written from captions names only what is there: Phase 8)"}
+
+
+def pope_world(r: dict = VLM_POPE_RECIPE) -> World:
+    """The world of Phase 9's POPE models: a strong co-occurrence prior (``World(cooccurrence=...)``)."""
+    return World(seed=r["world_seed"], image_size=r["image_size"], cooccurrence=r["cooccurrence"])
+
+
+def pope_rows(world: World, seed: int, r: dict = VLM_POPE_RECIPE) -> list[tuple[int, str, str]]:
+    """The POPE models' training rows (scene index, question, answer): the world's six questions per train scene
+    and ``existence_per_scene`` POPE-style existence pairs (present objects, random absent classes)."""
+    from utils.evaluation import pope_probe
+
+    _, pairs = vqa.vqa_examples(world, "train", r["train_scenes"])
+    rows = [(i, qa.question, vqa.answer_word(qa)) for i, qa in pairs]
+    return rows + pope_probe(world.scenes("train", r["train_scenes"]), "random", r["existence_per_scene"],
+                             seed=seed + 100, holdout=world.holdout_for("train"))
+
+
+def train_pope_arm(arm: str, world: World, seed: int, r: dict = VLM_POPE_RECIPE) -> vlm.TinyVLM:
+    """One POPE arm from the zoo parts (zoo CLIP tower frozen, fresh projector, zoo GPT), projector and LM trained
+    together for ``steps`` steps; ``yes_heavy`` drops all but ``keep_no`` of the existence questions answered no."""
+    env.seed_everything(seed)
+    model = vlm.build_vlm(view_crop=None if arm == "full" else r["crop"])
+    rows = pope_rows(world, seed, r)
+    if arm == "yes_heavy":
+        rng = np.random.default_rng([seed, 17])
+        rows = [row for row in rows if not (row[1].startswith("is there a ") and row[2] == "no")
+                or rng.random() < r["keep_no"]]
+    images, _ = world.arrays("train", r["train_scenes"])
+    with torch.no_grad():
+        features = model.image_features(clip.normalize_images(images))
+    ids, labels = vlm.encode_with_labels(model.tokenizer, [vlm.vqa_prompt(q) for _, q, _ in rows],
+                                         [a for *_, a in rows])
+    vlm.train_vlm(model, features, torch.tensor([i for i, *_ in rows]), ids, labels, steps=r["steps"],
+                  params=model.connector_parameters() + list(model.lm.parameters()), batch_size=r["batch_size"],
+                  lr=r["lr"], seed=seed, desc=f"POPE {arm}, seed {seed}")
+    model.eval()
+    return model
+
+
+def evaluate_pope_arm(model: vlm.TinyVLM, world: World, r: dict = VLM_POPE_RECIPE) -> dict:
+    """A POPE arm on held-out scenes: POPE's three splits (statistics over the train scenes) with
+    ``utils.metrics.yes_no_metrics``, and VQA accuracy per kind (``utils.vlm.evaluate_vqa``)."""
+    from utils.dpo import answer_words
+    from utils.evaluation import POPE_SPLITS, pope_probe
+    from utils.metrics import yes_no_metrics
+
+    images, scenes = world.arrays("val", r["eval_scenes"])
+    with torch.no_grad():
+        features = model.image_features(clip.normalize_images(images))
+    reference = world.scenes("train", r["train_scenes"])
+    out = {}
+    for split in POPE_SPLITS:
+        rows = pope_probe(scenes, split, r["per_scene"], seed=0, reference=reference)
+        said = answer_words(model, features, rows) == "yes"
+        out[split] = {k: round(v, 4) for k, v in yes_no_metrics(said, [a == "yes" for *_, a in rows]).items()}
+    out["vqa"] = {k: round(v, 4) for k, v in vlm.evaluate_vqa(model, world, "val", r["eval_scenes"]).items()}
+    return out
+
+
+def make_vlm_pope(out: Path = ZOO / "tiny-vlm-pope-shapes") -> dict:
+    """Train every POPE arm for every seed, save the shipped seed's arms and write the card; returns the metrics."""
+    r = VLM_POPE_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    start = time.perf_counter()
+    world = pope_world(r)
+    runs: dict[str, dict] = {arm: {} for arm in POPE_ARMS}
+    for seed in r["seeds"]:
+        for arm in POPE_ARMS:
+            model = train_pope_arm(arm, world, seed, r)
+            runs[arm][seed] = evaluate_pope_arm(model, world, r)
+            print(arm, seed, {k: v["accuracy"] for k, v in runs[arm][seed].items() if k != "vqa"}, flush=True)
+            if seed == r["seed"]:
+                model.save_pretrained(out / arm)
+    training = {"recipe": r, "seeds": runs, "train_seconds": round(time.perf_counter() - start, 1)}
+    torch.set_num_threads(threads)
+    return measure_vlm_pope(out, training)
+
+
+POPE_CARD = """# tiny-vlm-pope-shapes
+
+Phase 9's hallucination probe needs models that hallucinate. Three LLaVA-style VLMs from the zoo parts (the zoo
+CLIP's tower, frozen; a fresh MLP projector; the zoo GPT), trained on a world with a strong co-occurrence prior:
+`World(seed={world_seed}, cooccurrence={cooccurrence})` — in {prior:.0%} of its scenes of two or more objects, the
+second object is the first one's partner, one of four "hub" classes (`utils.world.PARTNERS`), so the hubs are also
+the most frequent classes, as "person" and "chair" are in COCO.
+
+| arm | what |
+|---|---|
+{arms}
+
+Training (every arm): the world's six questions on train scenes 0..{last_scene} and {existence_per_scene} POPE-style
+existence pairs per scene (objects present, random absent classes); projector and LM together, {steps:,} steps of
+{batch_size}, LR {lr} one-cycle, AdamW; seeds {seeds_text}, seed {seed} shipped.
+
+```python
+from utils.vlm import TinyVLM
+vlm = TinyVLM.from_pretrained("data/models/tiny-vlm-pope-shapes/center")
+```
+
+Command: `make models MODEL=tiny-vlm-pope-shapes` ({seconds:.0f} s on a 2-core CPU, {runs} trainings; needs
+tiny-clip-shapes and tiny-gpt-shapes).
+
+## Metrics: POPE (val scenes 0..{eval_last}; `utils.evaluation.pope_probe`, {per_scene} present and {per_scene}
+absent objects per scene, class statistics over the train scenes; `tests/test_zoo.py` re-measures them)
+
+The shipped models (seed {seed}):
+
+| arm | split | accuracy | precision | recall | F1 | yes-ratio |
+|---|---|---|---|---|---|---|
+{rows}
+
+Accuracy over seeds {seeds_text} (lowest–highest):
+
+| arm | random | popular | adversarial | VQA (all) |
+|---|---|---|---|---|
+{seed_rows}
+"""
+
+
+def measure_vlm_pope(out: Path = ZOO / "tiny-vlm-pope-shapes", training: dict | None = None) -> dict:
+    """Measure the saved POPE arms (``TinyVLM.from_pretrained``) on held-out scenes; write metrics.json and the
+    card."""
+    from utils.evaluation import POPE_SPLITS
+
+    training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
+                            if k in ("recipe", "seeds", "train_seconds")}
+    r = training["recipe"]
+    world = pope_world(r)
+    metrics = {arm: evaluate_pope_arm(vlm.TinyVLM.from_pretrained(out / arm), world, r) for arm in POPE_ARMS}
+    result = {**training, "metrics": metrics}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    seeds = training["seeds"]
+
+    def spread(arm: str, split: str) -> str:
+        values = [run[split]["all" if split == "vqa" else "accuracy"] for run in seeds[arm].values()]
+        return f"{min(values):.3f}–{max(values):.3f}"
+
+    scenes = pope_world(r).scenes("train", r["train_scenes"])
+    multi = [s for s in scenes if len(s.objects) >= 2]
+    from utils.world import PARTNERS
+    prior = np.mean([PARTNERS[(s.objects[0].color, s.objects[0].shape)] == (s.objects[1].color, s.objects[1].shape)
+                     for s in multi])
+    area = (r["crop"] / r["image_size"]) ** 2
+    (out / "README.md").write_text(POPE_CARD.format(
+        prior=prior, last_scene=r["train_scenes"] - 1, eval_last=r["eval_scenes"] - 1,
+        seconds=training["train_seconds"], runs=len(POPE_ARMS) * len(r["seeds"]),
+        seeds_text=", ".join(map(str, r["seeds"])),
+        arms="\n".join(f"| `{a}` | {t.format(crop=r['crop'], area=area, keep=r['keep_no'])} |"
+                       for a, t in POPE_ARMS.items()),
+        rows="\n".join(f"| `{a}` | {split} | " + " | ".join(f"{m[split][k]:.3f}" for k in
+                                                          ("accuracy", "precision", "recall", "f1", "yes_ratio"))
+                       + " |" for a, m in metrics.items() for split in POPE_SPLITS),
+        seed_rows="\n".join(f"| `{a}` | " + " | ".join(spread(a, s) for s in (*POPE_SPLITS, "vqa")) + " |"
+                            for a in POPE_ARMS), **r))
+    return metrics
+
+
 MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm-shapes",
           "whisper": "tiny-whisper-shapes", "ctc": "tiny-ctc-shapes", "codec": "tiny-codec-speech",
           "tts": "tiny-tts-speech", "video": "tiny-video-vlm-shapes",
@@ -2159,7 +2327,7 @@ MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm
           "chameleon": "tiny-chameleon-shapes", "ldm": "tiny-ldm-shapes",
           "transfusion": "tiny-transfusion-shapes", "vlm-draws": "tiny-vlm-draws-shapes",
           "two-encoders": "tiny-two-encoders-shapes", "crawl-clips": "tiny-crawl-clips-shapes",
-          "vlm-curriculum": "tiny-vlm-curriculum-shapes"}  # in training order
+          "vlm-curriculum": "tiny-vlm-curriculum-shapes", "vlm-pope": "tiny-vlm-pope-shapes"}  # in training order
 
 
 def selected(args: list[str]) -> list[str]:
@@ -2178,6 +2346,6 @@ if __name__ == "__main__":
               "tubelet": make_tubelet_vlm, "vqvae": make_vqvae,
               "chameleon": make_chameleon, "ldm": make_ldm, "transfusion": make_transfusion,
               "vlm-draws": make_vlm_draws, "two-encoders": make_two_encoders, "crawl-clips": make_crawl_clips,
-              "vlm-curriculum": make_vlm_curriculum}
+              "vlm-curriculum": make_vlm_curriculum, "vlm-pope": make_vlm_pope}
     for name in selected(sys.argv[1:]):
         print(f"{MODELS[name]}:", makers[name]())

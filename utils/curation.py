@@ -233,6 +233,14 @@ def caption_scores(captions: Sequence[str], scenes: Sequence[Scene]) -> dict[str
             "exact": sum(m == t for m, t in zip(said, truth)) / max(len(captions), 1)}
 
 
+def caption_recalls(captions: Sequence[str], scenes: Sequence[Scene]) -> np.ndarray:
+    """Per caption, the share of its scene's (colour, shape) objects that it names: the per-example outcome behind
+    :func:`caption_scores`' ``recall`` (which pools the objects of all scenes instead of averaging scenes)."""
+    named = [{(c, sh) for _, c, sh in mentioned_objects(text)} for text in captions]
+    return np.array([len(n & {(o.color, o.shape) for o in scene.objects}) / len(scene.objects)
+                     for n, scene in zip(named, scenes)])
+
+
 def captioning_quality(vlm, features: torch.Tensor, scenes: Sequence[Scene]) -> dict[str, float]:
     """How well a VLM captions: its greedy continuation of the bare ``<image>`` prompt for each image's grid
     ``features``, scored against the ``scenes`` by :func:`caption_scores`; with ``captions``, the captions."""

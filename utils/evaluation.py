@@ -84,6 +84,48 @@ def pope_probe(scenes: Sequence[Scene], split: str = "random", per_scene: int = 
     return rows
 
 
+def suite_outcomes(model, world, qa_scenes: int = 1000, caption_scenes: int = 300, grounding_scenes: int = 200,
+                   pope_scenes: int = 500, reference_scenes: int = 12000, bins: int = 8) -> dict[str, np.ndarray]:
+    """A VLM's per-example outcomes on held-out (``"val"``) scenes of ``world``, one array per row of an evaluation
+    suite, each ready for a bootstrap:
+
+    * ``QA: <kind>``          1/0 per question, the world's six kinds on ``qa_scenes`` scenes (``count`` is counting);
+    * ``captioning: recall``  per greedy caption of the bare ``<image>`` prompt, the share of the scene's objects named;
+    * ``grounding: IoU`` and ``grounding: IoU > 0.5``  per object of ``grounding_scenes`` scenes ("where is the red
+      circle?"); a model without the box tokens answers no box, IoU 0;
+    * ``POPE <split>``        1/0 per existence question of POPE's three splits on ``pope_scenes`` scenes, class
+      statistics over ``reference_scenes`` train scenes.
+    """
+    import torch
+
+    from .clip import normalize_images
+    from .curation import caption_recalls
+    from .dpo import answer_words
+    from .vlm import grounding_examples, grounding_ious
+    from .vqa import correct_answers, vqa_examples
+
+    model.eval()
+    n = max(qa_scenes, caption_scenes, grounding_scenes, pope_scenes)
+    images, scenes = world.arrays("val", n)
+    with torch.no_grad():
+        features = model.image_features(normalize_images(images).to(model.device))
+    _, pairs = vqa_examples(world, "val", qa_scenes)
+    right = correct_answers(model.answer_scores(features[[i for i, _ in pairs]], [qa.question for _, qa in pairs]),
+                            pairs)
+    kinds = np.array([qa.kind for _, qa in pairs])
+    out = {f"QA: {kind}": right[kinds == kind] for kind in dict.fromkeys(kinds.tolist())}
+    captions = model.generate_text(features[:caption_scenes], ["<image>"] * caption_scenes)
+    out["captioning: recall"] = caption_recalls(captions, scenes[:caption_scenes])
+    _, rows = grounding_examples(world, "val", grounding_scenes, bins)
+    ious = grounding_ious(model, features, rows, bins)
+    out["grounding: IoU"], out["grounding: IoU > 0.5"] = ious, ious > 0.5
+    reference = world.scenes("train", reference_scenes)
+    for split in POPE_SPLITS:
+        probe = pope_probe(scenes[:pope_scenes], split, reference=reference)
+        out[f"POPE {split}"] = answer_words(model, features, probe) == np.array([a for *_, a in probe])
+    return out
+
+
 def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     """The set of ``n``-word sequences of ``text``, lower-cased, words split on whitespace and stripped of
     punctuation at their ends."""

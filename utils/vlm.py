@@ -150,14 +150,25 @@ def splice_labels(labels: torch.Tensor, input_ids: torch.Tensor, n_image: int, i
 # The model
 
 
+def center_view(images: torch.Tensor, crop: int) -> torch.Tensor:
+    """What a tower that sees only the middle of the picture gets: the central ``crop`` × ``crop`` pixels of
+    ``images`` (B, C, S, S), resized back to S × S (bilinear). Preprocessing that center-crops (CLIP's does, to a
+    square) hides whatever lies outside, while the text about the image may still name it."""
+    size = images.shape[-1]
+    start = (size - crop) // 2
+    middle = images[..., start:start + crop, start:start + crop]
+    return F.interpolate(middle, size=(size, size), mode="bilinear", align_corners=False)
+
+
 class TinyVLM(nn.Module):
-    """vision tower -> projector -> spliced into a causal LM's input embeddings (LLaVA's architecture)."""
+    """vision tower -> projector -> spliced into a causal LM's input embeddings (LLaVA's architecture).
+    ``view_crop``: the tower sees only the central ``view_crop`` pixels of each image (:func:`center_view`)."""
 
     def __init__(self, visual: nn.Module, projector: nn.Module, lm, tokenizer, layer: str = "layer2",
-                 image_size: int = 32, n_image_tokens: int | None = None) -> None:
+                 image_size: int = 32, n_image_tokens: int | None = None, view_crop: int | None = None) -> None:
         super().__init__()
         self.visual, self.projector, self.lm = visual, projector, lm
-        self.tokenizer, self.layer, self.image_size = tokenizer, layer, image_size
+        self.tokenizer, self.layer, self.image_size, self.view_crop = tokenizer, layer, image_size, view_crop
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         # A ViT's patch tokens carry position embeddings; a CNN's grid does not (only weakly, through padding),
         # and the grid's place in the text sequence moves with the question's length. So each grid cell gets a
@@ -175,6 +186,8 @@ class TinyVLM(nn.Module):
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """Grid tokens of CLIP-normalised images (B, 3, S, S) -> (B, N, C); gradients only if the tower trains."""
         grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.visual.parameters())
+        if self.view_crop is not None:
+            images = center_view(images, self.view_crop)
         return clip_grid_tokens(self.visual, images, self.layer, grad=grad)
 
     def embed(self, features: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -256,6 +269,8 @@ class TinyVLM(nn.Module):
         config = {"layer": self.layer, "image_size": self.image_size, "projector": "mlp",
                   "vision_dim": dims[0].in_features, "hidden": dims[0].out_features, "lm_dim": dims[-1].out_features,
                   "n_image_tokens": None if self.image_pos is None else self.image_pos.shape[0]}
+        if self.view_crop is not None:
+            config["view_crop"] = self.view_crop
         (path / "vlm_config.json").write_text(json.dumps(config, indent=1) + "\n")
 
     @classmethod
@@ -274,7 +289,7 @@ class TinyVLM(nn.Module):
         lm = AutoModelForCausalLM.from_pretrained(path / "lm").to(device)
         tokenizer = AutoTokenizer.from_pretrained(path / "lm")
         model = cls(clip_model.visual, projector.to(device), lm, tokenizer, config["layer"], config["image_size"],
-                    config.get("n_image_tokens"))
+                    config.get("n_image_tokens"), config.get("view_crop"))
         if image_pos is not None:  # a video VLM's are (frames, cells, D): take the saved shape
             model.image_pos = nn.Parameter(image_pos.clone())
         return model.to(device).eval()
@@ -354,9 +369,10 @@ def train_vlm(vlm: TinyVLM, features: torch.Tensor, index: torch.Tensor, input_i
 
 
 def build_vlm(layer: str = "layer2", image_size: int = 32, n_positions: int = 48, device: str = "cpu",
-              projector: str = "mlp", n_queries: int = 4) -> TinyVLM:
+              projector: str = "mlp", n_queries: int = 4, view_crop: int | None = None) -> TinyVLM:
     """A fresh LLaVA-style VLM from the zoo: the zoo CLIP tower (frozen), a new projector (``"mlp"``, ``"linear"``
-    or ``"qformer"`` with ``n_queries`` output tokens, see :func:`make_projector`), and the zoo GPT with the
+    or ``"qformer"`` with ``n_queries`` output tokens, see :func:`make_projector`; a tower that sees only the middle
+    ``view_crop`` pixels, :func:`center_view`), and the zoo GPT with the
     question words and ``<image>`` added to its vocabulary and a position table long enough for image + text."""
 
     gpt = ZOO_CLIP.parent / "tiny-gpt-shapes"
@@ -371,7 +387,7 @@ def build_vlm(layer: str = "layer2", image_size: int = 32, n_positions: int = 48
         n, width = clip_grid_tokens(visual, torch.zeros(1, 3, image_size, image_size, device=device), layer).shape[1:]
     proj = make_projector(projector, width, lm.config.n_embd, n, n_queries)
     n_pos = None if projector == "qformer" else n  # a Q-Former's queries carry their own positions
-    return TinyVLM(visual, proj, lm, tokenizer, layer, image_size, n_pos).to(device)
+    return TinyVLM(visual, proj, lm, tokenizer, layer, image_size, n_pos, view_crop).to(device)
 
 
 def text_only_prompt(question: str) -> str:

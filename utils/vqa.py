@@ -39,8 +39,15 @@ def last_token_scores(logits: torch.Tensor, attention_mask: torch.Tensor, candid
     return logits[torch.arange(len(last), device=logits.device), last].log_softmax(-1)[:, list(candidate_ids)]
 
 
+def correct_answers(scores: torch.Tensor, pairs: Sequence[tuple[int, QA]], candidates: Sequence[str] = ANSWERS
+                    ) -> np.ndarray:
+    """Per question, whether the best-scoring candidate answer is the right one (a boolean array): the per-example
+    outcomes that accuracy averages and a bootstrap resamples."""
+    pred = [candidates[int(i)] for i in scores.argmax(1)]
+    return np.array([p == answer_word(qa) for p, (_, qa) in zip(pred, pairs)], dtype=bool)
+
+
 def vqa_accuracy(scores: torch.Tensor, pairs: Sequence[tuple[int, QA]], candidates: Sequence[str] = ANSWERS
                  ) -> dict[str, float]:
     """Accuracy per question kind (and "all") of the best-scoring candidate answer."""
-    pred = [candidates[int(i)] for i in scores.argmax(1)]
-    return per_kind_accuracy([p == answer_word(qa) for p, (_, qa) in zip(pred, pairs)], [qa.kind for _, qa in pairs])
+    return per_kind_accuracy(correct_answers(scores, pairs, candidates).tolist(), [qa.kind for _, qa in pairs])
