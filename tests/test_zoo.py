@@ -377,6 +377,35 @@ def test_curriculum_vlms_load_offline_and_meet_their_card():
     assert f"{card['metrics']['mixed']['vqa_all']:.3f}" in (path / "README.md").read_text()
 
 
+def test_pope_vlms_load_offline_and_meet_their_card():
+    """Phase 9's POPE arms re-measured (POPE's three splits, VQA); over every training seed, the center view loses
+    accuracy from the random to the adversarial split, the full view does not, and yes-heavy data makes a yes-sayer."""
+    import make_models  # tools/ is on sys.path (tests/conftest.py)
+
+    from utils.vlm import TinyVLM
+
+    path = ZOO / "tiny-vlm-pope-shapes"
+    card = json.loads((path / "metrics.json").read_text())
+    r = card["recipe"]
+    world = make_models.pope_world(r)
+    for arm, want in card["metrics"].items():
+        model = TinyVLM.from_pretrained(path / arm)
+        assert model.view_crop == (None if arm == "full" else r["crop"])
+        got = make_models.evaluate_pope_arm(model, world, r)
+        for split in ("random", "popular", "adversarial"):
+            for key in ("accuracy", "yes_ratio"):
+                assert got[split][key] == pytest.approx(want[split][key], abs=0.01), (arm, split, key)
+        assert got["vqa"]["all"] == pytest.approx(want["vqa"]["all"], abs=0.01), arm
+    runs = card["seeds"]
+    assert set(runs) == set(make_models.POPE_ARMS) and all(len(v) == len(r["seeds"]) for v in runs.values())
+    gap = {arm: [run["random"]["accuracy"] - run["adversarial"]["accuracy"] for run in v.values()]
+           for arm, v in runs.items()}
+    assert min(gap["center"]) > CENTER_GAP and max(abs(g) for g in gap["full"]) < FULL_GAP, gap
+    assert min(run["random"]["yes_ratio"] for run in runs["yes_heavy"].values()) > YES_RATIO
+    assert min(run["random"]["recall"] for run in runs["yes_heavy"].values()) > YES_RECALL
+    assert f"{card['metrics']['center']['adversarial']['accuracy']:.3f}" in (path / "README.md").read_text()
+
+
 @pytest.mark.parametrize("name", ["tiny-video-vlm-shapes", "tiny-tubelet-vlm-shapes"])
 def test_video_vlms_load_offline_and_meet_their_cards(name):
     """Both video VLMs reassemble from their saved parts and re-measure every row of their cards."""
