@@ -400,7 +400,7 @@ def test_pope_vlms_load_offline_and_meet_their_card():
     assert set(runs) == set(make_models.POPE_ARMS) and all(len(v) == len(r["seeds"]) for v in runs.values())
     gap = {arm: [run["random"]["accuracy"] - run["adversarial"]["accuracy"] for run in v.values()]
            for arm, v in runs.items()}
-    assert min(gap["center"]) > 0.08 and max(abs(g) for g in gap["full"]) < 0.03, gap
+    assert min(gap["center"]) > 0.1 and max(abs(g) for g in gap["full"]) < 0.02, gap
     assert min(run["random"]["yes_ratio"] for run in runs["yes_heavy"].values()) > 0.7
     assert min(run["random"]["recall"] for run in runs["yes_heavy"].values()) > 0.9
     assert f"{card['metrics']['center']['adversarial']['accuracy']:.3f}" in (path / "README.md").read_text()

@@ -2265,20 +2265,27 @@ vlm = TinyVLM.from_pretrained("data/models/tiny-vlm-pope-shapes/center")
 Command: `make models MODEL=tiny-vlm-pope-shapes` ({seconds:.0f} s on a 2-core CPU, {runs} trainings; needs
 tiny-clip-shapes and tiny-gpt-shapes).
 
-## Metrics: POPE (val scenes 0..{eval_last}; `utils.evaluation.pope_probe`, {per_scene} present and {per_scene}
-absent objects per scene, class statistics over the train scenes; `tests/test_zoo.py` re-measures them)
+## Metrics: POPE
 
-The shipped models (seed {seed}):
+Val scenes 0..{eval_last} of the same world (`utils.evaluation.pope_probe`: up to {per_scene} objects present and
+{per_scene} absent per scene, the absent ones chosen by each split from the train scenes' class statistics).
+`tests/test_zoo.py` re-measures the shipped models (seed {seed}):
 
 | arm | split | accuracy | precision | recall | F1 | yes-ratio |
 |---|---|---|---|---|---|---|
 {rows}
 
-Accuracy over seeds {seeds_text} (lowest–highest):
+Accuracy over seeds {seeds_text} (lowest–highest; VQA: `utils.vlm.evaluate_vqa` on the same val scenes):
 
 | arm | random | popular | adversarial | VQA (all) |
 |---|---|---|---|---|
 {seed_rows}
+
+## What they are for
+Phase 9 shows with them that POPE's split decides the score: the center view loses accuracy from the random to the
+adversarial split on every seed, because it says yes to the frequent hub classes it cannot see, while the full view
+does not; and yes-heavy data makes a model that says yes to nearly everything (recall near 1, precision the share of
+true objects). The center and yes-heavy models are deliberately poor VLMs: do not use them for anything else.
 """
 
 
