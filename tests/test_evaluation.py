@@ -98,3 +98,42 @@ def test_suite_outcomes_give_per_example_outcomes_for_every_row():
     assert (out["grounding: IoU > 0.5"] == (out["grounding: IoU"] > 0.5)).all()
     assert np.mean(np.concatenate([out[k] for k in kinds])) > 0.95          # the zoo VLM's card: 0.997
     assert out["POPE random"].mean() > 0.9 and len(out["POPE random"]) == len(out["POPE adversarial"])
+
+
+@pytest.mark.parametrize("shift", evaluation.SHIFTS)
+def test_shifted_images_keep_the_scene_and_change_only_the_picture(shift):
+    world = World(seed=0, image_size=32)
+    images, scenes = world.arrays("val", 6)
+    out = evaluation.shifted_images(scenes, shift)
+    assert out.shape == images.shape and out.dtype == np.uint8
+    assert np.array_equal(evaluation.shifted_images(scenes, shift), out)            # the same shift every time
+    if shift == "clean":
+        assert np.array_equal(out, images)
+    else:
+        assert not np.array_equal(out, images)
+    if shift == "dark background":
+        assert (out[:, 0, 0] == 60).all()                                             # a corner is canvas
+    with pytest.raises(ValueError, match="shift must be one of"):
+        evaluation.shifted_images(scenes, "fog")
+
+
+def test_template_outcomes_read_answers_three_ways():
+    """Under the trained template every extraction rule agrees with the course's scorer; a template the model never
+    saw scores lower, and restricting the answer to the question's options never scores below the 19 answer words."""
+    from utils import clip, vlm, vqa
+
+    world = World(seed=0, image_size=32)
+    model = vlm.TinyVLM.from_pretrained(vlm.ZOO_VLM)
+    images, pairs = vqa.vqa_examples(world, "val", 40)
+    features = model.image_features(clip.normalize_images(images))
+    trained = evaluation.TEMPLATES["trained"]
+    scorer = vqa.correct_answers(model.answer_scores(features[[i for i, _ in pairs]], [qa.question for _, qa in pairs]),
+                                 pairs)
+    assert np.array_equal(evaluation.template_outcomes(model, features, pairs, trained, "answer words"), scorer)
+    assert evaluation.template_outcomes(model, features, pairs, trained, "any word").mean() > 0.95
+    odd = {rule: evaluation.template_outcomes(model, features, pairs, evaluation.TEMPLATES["the answer is"], rule)
+           for rule in evaluation.EXTRACTIONS}
+    assert odd["any word"].mean() < 0.5 and odd["the kind's options"].mean() >= odd["answer words"].mean()
+    assert evaluation.kind_options("color") == evaluation.COLORS and evaluation.kind_options("exists") == ("yes", "no")
+    with pytest.raises(ValueError, match="extraction must be one of"):
+        evaluation.template_outcomes(model, features, pairs[:2], trained, "regex")

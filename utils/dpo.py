@@ -78,13 +78,9 @@ def preference_pairs(scenes: Sequence[Scene], per_scene: int = 2, seed: int = 0,
 def next_word_logprobs(vlm, features: torch.Tensor, questions: Sequence[str]) -> torch.Tensor:
     """log π(word | image, question) over the whole vocabulary (B, V), with gradients when enabled: the
     log-softmax at the position after each prompt (``vqa_prompt``), where a one-word answer goes."""
-    from .vlm import encode_prompts, vqa_prompt
+    from .vlm import vqa_prompt
 
-    ids, att = encode_prompts(vlm.tokenizer, [vqa_prompt(q) for q in questions])
-    logits = vlm(features.to(vlm.device), ids.to(vlm.device), att.to(vlm.device).long())
-    length = att.sum(1) - 1 + vlm.n_image_out(logits, ids)      # the one <image> token became N positions
-    last = (length - 1).to(logits.device)
-    return logits[torch.arange(len(ids), device=logits.device), last].log_softmax(-1)
+    return vlm.next_word_logprobs(features, [vqa_prompt(q) for q in questions])
 
 
 def answer_logps(vlm, features: torch.Tensor, questions: Sequence[str], answers: Sequence[str],

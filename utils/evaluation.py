@@ -20,8 +20,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from .world.scene import Scene
-from .world.vocabulary import COLORS, SHAPES
+from .world.vocabulary import COLORS, NUMBER_WORDS, SHAPES, SIZES
 
+SHIFTS: tuple[str, ...] = ("clean", "dark background", "low resolution", "colour jitter", "noise")
+TEMPLATES: dict[str, str] = {"trained": "question: {q} <image> answer:", "image first": "<image> question: {q} answer:",
+                             "no labels": "{q} <image>", "Q: ... A:": "Q: {q} <image> A:",
+                             "the answer is": "question: {q} <image> the answer is"}
+EXTRACTIONS: tuple[str, ...] = ("answer words", "the kind's options", "any word")
 CLASSES: tuple[tuple[str, str], ...] = tuple((c, s) for c in COLORS for s in SHAPES)
 POPE_SPLITS: tuple[str, ...] = ("random", "popular", "adversarial")
 
@@ -125,6 +130,61 @@ def suite_outcomes(model, world, qa_scenes: int = 1000, caption_scenes: int = 30
         said = np.where(scores.argmax(1).numpy() == 0, "yes", "no")
         out[f"POPE {split}"] = said == np.array([a for *_, a in probe])
     return out
+
+
+def shifted_images(scenes: Sequence[Scene], shift: str, image_size: int = 32, seed: int = 0) -> np.ndarray:
+    """``scenes`` drawn as a distribution shift shows them, uint8 (N, S, S, 3): ``clean`` (as trained); ``dark
+    background`` (the canvas at grey 60 instead of 235); ``low resolution`` (drawn at 16 px, enlarged back with
+    bilinear interpolation); ``colour jitter`` (each channel of each image scaled by its own random factor in
+    [0.75, 1.25]); ``noise`` (Gaussian, σ = 25 grey levels). The scenes, and so the right answers, do not change."""
+    from PIL import Image
+
+    from .world.rendering import render
+
+    if shift not in SHIFTS:
+        raise ValueError(f"shift must be one of {SHIFTS}, got {shift!r}")
+    if shift == "dark background":
+        return np.stack([render(s, image_size, background=(60, 60, 60)) for s in scenes])
+    if shift == "low resolution":
+        return np.stack([np.asarray(Image.fromarray(render(s, 16)).resize((image_size, image_size), Image.BILINEAR))
+                         for s in scenes])
+    images = np.stack([render(s, image_size) for s in scenes]).astype(np.float64)
+    rng = np.random.default_rng([seed, 93])
+    if shift == "colour jitter":
+        images *= rng.uniform(0.75, 1.25, size=(len(images), 1, 1, 3))
+    elif shift == "noise":
+        images += rng.normal(0, 25, size=images.shape)
+    return np.clip(np.rint(images), 0, 255).astype(np.uint8)
+
+
+def kind_options(kind: str) -> tuple[str, ...]:
+    """The answer words a question of ``kind`` chooses among (its multiple-choice options)."""
+    return {"color": COLORS, "shape": SHAPES, "size": SIZES, "count": NUMBER_WORDS[:5]}.get(kind, ("yes", "no"))
+
+
+def template_outcomes(model, features, pairs, template: str, extraction: str) -> np.ndarray:
+    """1/0 per (image index, QA) pair: the VLM asked with prompt ``template`` (``{q}`` the question, one
+    ``<image>``), its answer read off the next word's probabilities by ``extraction``: the best of the 19 ``answer
+    words``, the best of ``the kind's options`` (:func:`kind_options`), or ``any word`` of its vocabulary (what
+    greedy decoding would say first)."""
+    import torch
+
+    from .vqa import ANSWERS, answer_word
+
+    with torch.no_grad():
+        logprobs = model.next_word_logprobs(features[[i for i, _ in pairs]],
+                                            [template.format(q=qa.question) for _, qa in pairs])
+    vocab = model.tokenizer
+    if extraction == "any word":
+        said = vocab.convert_ids_to_tokens(logprobs.argmax(1).tolist())
+    elif extraction in ("answer words", "the kind's options"):
+        said = []
+        for row, (_, qa) in zip(logprobs, pairs):
+            options = ANSWERS if extraction == "answer words" else kind_options(qa.kind)
+            said.append(options[int(row[vocab.convert_tokens_to_ids(list(options))].argmax())])
+    else:
+        raise ValueError(f"extraction must be one of {EXTRACTIONS}, got {extraction!r}")
+    return np.array([w == answer_word(qa) for w, (_, qa) in zip(said, pairs)])
 
 
 def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:

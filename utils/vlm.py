@@ -217,6 +217,16 @@ class TinyVLM(nn.Module):
         lab = splice_labels(labels, input_ids, self.n_image_out(logits, input_ids), self.image_token_id)
         return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1), ignore_index=-100)
 
+    def next_word_logprobs(self, features: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        """log p(word | image, prompt) over the whole vocabulary (B, V) at the position after each prompt (each with
+        one ``<image>``), with gradients when enabled: any prompt template, where :meth:`answer_scores` uses
+        ``vqa_prompt``."""
+        ids, att = encode_prompts(self.tokenizer, list(prompts))
+        logits = self(features.to(self.device), ids.to(self.device), att.to(self.device).long())
+        length = att.sum(1) - 1 + self.n_image_out(logits, ids)      # the one <image> token became N positions
+        last = (length - 1).to(logits.device)
+        return logits[torch.arange(len(ids), device=logits.device), last].log_softmax(-1)
+
     @torch.no_grad()
     def answer_scores(self, features: torch.Tensor, questions: Sequence[str], candidates: Sequence[str] = ANSWERS,
                       batch_size: int = 512) -> torch.Tensor:
