@@ -9,7 +9,7 @@ import pytest
 from tests.checks_testing import failed_with
 from utils.checks import evaluate, reference
 
-EXERCISES = ["9.1", "9.2", "9.3", "9.4", "9.5", "9.6"]
+EXERCISES = ["9.1", "9.2", "9.3", "9.4", "9.5", "9.6", "9.7", "9.8"]
 
 
 def _passes(exercise, answer):
@@ -431,3 +431,114 @@ def test_detector_right_variant_passes():
 ])
 def test_detector_mistakes_are_named(answer, phrase):
     failed_with("9.6", answer, phrase)
+
+
+# --- 9.7 CLIPScore -------------------------------------------------------------------------------------------------
+
+def clip_torch(image, text, weight=2.5):  # torch, normalise then dot: right
+    import torch
+
+    a = torch.nn.functional.normalize(torch.as_tensor(image, dtype=torch.float64), dim=1)
+    b = torch.nn.functional.normalize(torch.as_tensor(text, dtype=torch.float64), dim=1)
+    return weight * (a * b).sum(1).clamp(min=0)
+
+
+def _cos(image, text):
+    image, text = np.asarray(image, float), np.asarray(text, float)
+    return (image * text).sum(1) / (np.linalg.norm(image, axis=1) * np.linalg.norm(text, axis=1))
+
+
+def clip_no_clamp(image, text, weight=2.5):
+    return weight * _cos(image, text)
+
+
+def clip_no_weight(image, text, weight=2.5):
+    return np.maximum(_cos(image, text), 0)
+
+
+def clip_hundred(image, text, weight=2.5):
+    return 100 * np.maximum(_cos(image, text), 0)
+
+
+def clip_unnormalised(image, text, weight=2.5):
+    return weight * np.maximum((np.asarray(image) * np.asarray(text)).sum(1), 0)
+
+
+def clip_matrix(image, text, weight=2.5):
+    a = np.asarray(image, float) / np.linalg.norm(image, axis=1, keepdims=True)
+    b = np.asarray(text, float) / np.linalg.norm(text, axis=1, keepdims=True)
+    return weight * np.maximum(a @ b.T, 0)
+
+
+def clip_mean(image, text, weight=2.5):
+    return float(weight * np.maximum(_cos(image, text), 0).mean())
+
+
+def clip_fixed_weight(image, text, weight=2.5):  # ignores the weight argument
+    return 2.5 * np.maximum(_cos(image, text), 0)
+
+
+def test_clip_score_right_variant_passes():
+    _passes("9.7", clip_torch)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    (clip_no_clamp, "clips the cosine at 0"),
+    (clip_no_weight, "w = 2.5"),
+    (clip_hundred, "torchmetrics' scale"),
+    (clip_unnormalised, "not unit vectors"),
+    (clip_matrix, "you returned a matrix"),
+    (clip_mean, "one score per (image, text) pair"),
+])
+def test_clip_score_mistakes_are_named(answer, phrase):
+    failed_with("9.7", answer, phrase)
+
+
+def test_clip_score_unlisted_mistake_breaks_a_named_property():
+    failed_with("9.7", clip_fixed_weight, "proportional to `weight`")
+
+
+# --- 9.8 a judge's verdicts in both orders --------------------------------------------------------------------------
+
+def swap_loop(ab, ba):  # a loop with a lookup table: right
+    table = {("first", "second"): "A", ("second", "first"): "B"}
+    return [table.get((a, b), "tie") for a, b in zip(ab, ba)]
+
+
+def swap_unmapped(ab, ba):  # "first" read as A in both orders
+    return ["A" if a == b == "first" else "B" if a == b == "second" else "tie" for a, b in zip(ab, ba)]
+
+
+def swap_first_order_only(ab, ba):
+    return ["A" if a == "first" else "B" for a in ab]
+
+
+def swap_none_for_ties(ab, ba):  # ties left out as None
+    return ["A" if (a, b) == ("first", "second") else "B" if (a, b) == ("second", "first") else None
+            for a, b in zip(ab, ba)]
+
+
+def swap_booleans(ab, ba):
+    return [a == "first" and b == "second" for a, b in zip(ab, ba)]
+
+
+def swap_a_favoured(ab, ba):  # A wins if either order picks it
+    return ["A" if a == "first" or b == "second" else "B" for a, b in zip(ab, ba)]
+
+
+def test_swap_right_variant_passes():
+    _passes("9.8", swap_loop)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    (swap_unmapped, "B is shown first"),
+    (swap_first_order_only, "first order's verdict alone"),
+    (swap_none_for_ties, "\"A\", \"B\" or \"tie\""),
+    (swap_booleans, "\"A\", \"B\" or \"tie\""),
+])
+def test_swap_mistakes_are_named(answer, phrase):
+    failed_with("9.8", answer, phrase)
+
+
+def test_swap_unlisted_mistake_fails():
+    failed_with("9.8", swap_a_favoured, "a tie, not a win")

@@ -187,6 +187,17 @@ def template_outcomes(model, features, pairs, template: str, extraction: str) ->
     return np.array([w == answer_word(qa) for w, (_, qa) in zip(said, pairs)])
 
 
+def swap_verdicts(ab: Sequence[str], ba: Sequence[str]) -> np.ndarray:
+    """MT-Bench's rule for a pairwise judge with position bias: judge every pair of answers (A, B) twice, A shown
+    first (``ab``) and B shown first (``ba``), each verdict the position picked, ``"first"`` or ``"second"``. A wins
+    only when both orders pick it (``ab`` "first" and ``ba`` "second"), B likewise; when the two orders disagree the
+    judge followed the position, not the answers: a tie. Returns "A", "B" or "tie" per pair."""
+    ab, ba = np.asarray(ab), np.asarray(ba)
+    a_wins = (ab == "first") & (ba == "second")
+    b_wins = (ab == "second") & (ba == "first")
+    return np.where(a_wins, "A", np.where(b_wins, "B", "tie"))
+
+
 def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     """The set of ``n``-word sequences of ``text``, lower-cased, words split on whitespace and stripped of
     punctuation at their ends."""

@@ -185,3 +185,13 @@ def cohen_kappa(a: Sequence, b: Sequence) -> float:
     observed = float((a == b).mean())
     expected = float(sum((a == label).mean() * (b == label).mean() for label in labels))
     return 1.0 if expected == 1 else (observed - expected) / (1 - expected)
+
+
+def clip_score(image_embeddings, text_embeddings, weight: float = 2.5) -> np.ndarray:
+    """CLIPScore (Hessel et al., 2021) of each (image, text) pair, a caption metric with no reference caption:
+    ``weight`` · max(cos(image, text), 0), one number per row of the two (N, D) embedding arrays (any scale: they
+    are L2-normalised here). The paper's weight 2.5 stretches the cosines CLIP gives real pairs onto roughly 0–1."""
+    a = np.asarray(image_embeddings, dtype=np.float64)
+    b = np.asarray(text_embeddings, dtype=np.float64)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return weight * np.maximum(cos, 0.0)

@@ -6,7 +6,8 @@ statistics with ties (9.3), ``sacrebleu.corpus_bleu`` with ``tokenize="none"`` a
 ``sklearn.metrics.cohen_kappa_score`` (9.5), and planted benchmark items of known positions (9.6).
 
 9.1 a bootstrap confidence interval, 9.2 a paired comparison, 9.3 POPE's negatives, 9.4 BLEU, 9.5 Cohen's κ,
-9.6 a contamination detector.
+9.6 a contamination detector, 9.7 CLIPScore (oracle: the paper's formula on torch's cosine similarity), 9.8 a
+judge's verdicts in both orders (MT-Bench's rule, on hand-made pairs of every kind).
 
 A bootstrap draws random resamples, so 9.1 and 9.2 ask for 20,000 of them and compare with a tolerance several times
 their Monte Carlo spread (measured over 200 seeds of the reference). Besides the known mistakes, each check probes
@@ -483,4 +484,135 @@ def _contamination_probes(fn) -> list[Probe]:
     return [
         Probe("empty benchmark", lambda: not _flags(fn(list(_SHARD), [], 6), len(_SHARD)).any(),
               "with no benchmark items nothing should be flagged."),
+    ]
+
+
+# --- 9.7 CLIPScore -------------------------------------------------------------------------------------------------
+
+_IMAGE_EMB = np.array([[3.0, 0.0, 4.0], [1.0, 2.0, 2.0], [0.0, -1.0, 0.0], [2.0, 2.0, 1.0]])
+_TEXT_EMB = np.array([[0.6, 0.0, 0.8], [2.0, 0.0, 1.0], [0.0, 2.0, 1.0], [-2.0, -2.0, -1.0]])
+
+
+def _torch_clip_score(image, text, weight: float = 2.5) -> np.ndarray:
+    cos = torch.nn.functional.cosine_similarity(torch.as_tensor(image, dtype=torch.float64),
+                                                torch.as_tensor(text, dtype=torch.float64), dim=1)
+    return (weight * cos.clamp(min=0)).numpy()
+
+
+def _scores(out, n: int) -> np.ndarray:
+    if out is None or out is Ellipsis:
+        raise Unsolved
+    if isinstance(out, torch.Tensor):
+        out = out.detach().cpu().numpy()
+    out = np.asarray(out, dtype=np.float64)
+    if out.shape == (n, n):
+        raise CheckFailed("you returned a matrix: every image against every text. CLIPScore scores each image with "
+                          "its own caption, one number per pair (the diagonal of that matrix).")
+    if out.shape != (n,):
+        raise CheckFailed(f"clip_score should return one score per (image, text) pair, {n} numbers; it returned "
+                          f"{describe(out if out.ndim else out.item())}.")
+    return out
+
+
+@register("9.7", "CLIPScore", umetrics.clip_score, hints=(
+    "A caption is good when CLIP puts it close to its image: the score is how aligned the two embeddings are, with "
+    "anti-aligned pairs counted as no alignment at all.",
+    "The section on metrics that lie: normalise each embedding to length 1, take the cosine of each image with its "
+    "own text (row by row), clip it at 0 from below and multiply by the weight (2.5 in the paper).",
+    "Worked sub-step: image (3, 0, 4) and text (0.6, 0, 0.8) have lengths 5 and 1 and a dot product of 5, so their "
+    "cosine is 5 / (5 · 1) = 1 and the pair scores 2.5 · 1 = 2.5; a pair with cosine −0.3 scores 0.",
+))
+def _check_clip_score(fn) -> str:
+    got = _scores(fn(_IMAGE_EMB.copy(), _TEXT_EMB.copy()), len(_IMAGE_EMB))
+    want = _torch_clip_score(_IMAGE_EMB, _TEXT_EMB)
+    if np.allclose(got, want, atol=1e-6):
+        require_properties(_clip_score_probes(fn))
+        return f"{np.round(got, 4).tolist()}: 2.5 · max(cos, 0) per pair, as the paper defines it."
+    cos = want / 2.5
+    raw_cos = np.array([float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))) for a, b in
+                        zip(_IMAGE_EMB, _TEXT_EMB)])
+    mistakes = {
+        "a pair whose embeddings point apart scored below 0: CLIPScore clips the cosine at 0 (max(cos, 0)), so an "
+        "unrelated caption scores 0, not a penalty.": 2.5 * raw_cos,
+        "the cosines are right, but the paper rescales them: CLIPScore = w · max(cos, 0) with w = 2.5.": cos,
+        "that is 100 · max(cos, 0), torchmetrics' scale; the paper's CLIPScore, and this exercise, use the `weight` "
+        "argument (2.5 by default).": 100 * cos,
+        "the embeddings are not unit vectors here: divide each by its length first, or the score grows with the "
+        "embeddings' norms (a dot product, not a cosine).":
+            2.5 * np.maximum((_IMAGE_EMB * _TEXT_EMB).sum(1), 0),
+    }
+    for hint, wrong in mistakes.items():
+        if np.allclose(got, wrong, atol=1e-6):
+            raise CheckFailed(hint)
+    require_properties(_clip_score_probes(fn))
+    raise Mismatch(f"got {np.round(got, 4).tolist()}; expected {np.round(want, 4).tolist()}.")
+
+
+def _clip_score_probes(fn) -> list[Probe]:
+    def run(a, b, *weight):
+        return _scores(fn(a.copy(), b.copy(), *weight), len(a))
+
+    return [
+        Probe("scale", lambda: np.allclose(run(3 * _IMAGE_EMB, 0.5 * _TEXT_EMB), run(_IMAGE_EMB, _TEXT_EMB)),
+              "the score should not change when an embedding is scaled: it is a cosine, so normalise both."),
+        Probe("weight", lambda: np.allclose(run(_IMAGE_EMB, _TEXT_EMB, 1.0) * 2.5, run(_IMAGE_EMB, _TEXT_EMB)),
+              "the score should be proportional to `weight`: weight · max(cos, 0)."),
+        Probe("identical", lambda: np.allclose(run(_IMAGE_EMB, _IMAGE_EMB), 2.5),
+              "an image paired with its own embedding has cos = 1, so it should score exactly the weight."),
+    ]
+
+
+# --- 9.8 both orders ------------------------------------------------------------------------------------------------
+
+_AB = ["first", "second", "first", "second", "first", "second"]
+_BA = ["second", "first", "first", "second", "second", "first"]
+_SWAP_WANT = ["A", "B", "tie", "tie", "A", "B"]
+
+
+def _verdicts(out, n: int) -> list[str]:
+    if out is None or out is Ellipsis:
+        raise Unsolved
+    values = list(np.asarray(out).tolist()) if not isinstance(out, str) else [out]
+    if len(values) != n or any(v not in ("A", "B", "tie") for v in values):
+        raise CheckFailed(f"swap_verdicts should return one of \"A\", \"B\" or \"tie\" per pair ({n} of them); it "
+                          f"returned {describe(out)}.")
+    return values
+
+
+@register("9.8", "a judge's verdicts in both orders", uevaluation.swap_verdicts, hints=(
+    "A judge that prefers whatever it sees first gives one answer when A comes first and the other when B does. "
+    "Only a preference that survives the swap is a preference.",
+    "The section on judges: `ab` holds the position the judge picked with A shown first, `ba` with B shown first. "
+    "In `ba` the first answer shown is B. A wins when both orders point at A, B when both point at B, otherwise tie.",
+    "Worked sub-step: ab = \"first\" and ba = \"second\" both mean A; ab = \"first\" and ba = \"first\" means the "
+    "judge picked the first answer both times, whichever it was: a tie.",
+))
+def _check_swap(fn) -> str:
+    got = _verdicts(fn(list(_AB), list(_BA)), len(_AB))
+    if got == _SWAP_WANT:
+        require_properties(_swap_probes(fn))
+        return "A or B only when both orders agree; ties where the judge followed the position."
+    unmapped = ["A" if a == b == "first" else "B" if a == b == "second" else "tie" for a, b in zip(_AB, _BA)]
+    first_order = ["A" if a == "first" else "B" for a in _AB]
+    mistakes = [
+        (unmapped, "in the second order B is shown first, so \"first\" in `ba` means B: A wins when `ab` says first "
+                   "and `ba` says second."),
+        (first_order, "that is the first order's verdict alone; judge each pair in both orders and keep a verdict only "
+                      "when they agree."),
+    ]
+    for wrong, hint in mistakes:
+        if got == wrong:
+            raise CheckFailed(hint)
+    if got[2] != "tie" or got[3] != "tie":
+        raise CheckFailed("when the two orders disagree (the judge picked the same *position* both times), the "
+                          "verdict is a tie, not a win for either answer.")
+    require_properties(_swap_probes(fn))
+    raise Mismatch(f"got {got}; expected {_SWAP_WANT}.")
+
+
+def _swap_probes(fn) -> list[Probe]:
+    flip = {"A": "B", "B": "A", "tie": "tie"}
+    return [
+        Probe("roles", lambda: _verdicts(fn(list(_BA), list(_AB)), len(_AB)) == [flip[v] for v in _SWAP_WANT],
+              "swapping the roles of A and B (passing ba as ab and ab as ba) should swap every win and keep the ties."),
     ]
