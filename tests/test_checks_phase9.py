@@ -9,7 +9,7 @@ import pytest
 from tests.checks_testing import failed_with
 from utils.checks import evaluate, reference
 
-EXERCISES = ["9.1", "9.2", "9.3", "9.4", "9.5", "9.6", "9.7", "9.8"]
+EXERCISES = ["9.1", "9.2", "9.3", "9.4", "9.6", "9.8", "9.5", "9.7"]
 
 
 def _passes(exercise, answer):
@@ -314,7 +314,7 @@ def test_bleu_unlisted_mistake_breaks_a_named_property():
     failed_with("9.4", bleu_unigram_only, "every n from 1 to max_n")
 
 
-# --- 9.5 Cohen's kappa ---------------------------------------------------------------------------------------------
+# --- 9.6 Cohen's kappa ---------------------------------------------------------------------------------------------
 
 def kappa_confusion(a, b):  # from a confusion matrix: right
     labels = sorted(set(a) | set(b))
@@ -355,7 +355,7 @@ def kappa_yes_no_only(a, b):  # hard-codes two labels
 
 
 def test_kappa_right_variant_passes():
-    _passes("9.5", kappa_confusion)
+    _passes("9.6", kappa_confusion)
 
 
 @pytest.mark.parametrize("answer, phrase", [
@@ -366,10 +366,10 @@ def test_kappa_right_variant_passes():
     (kappa_yes_no_only, "any set of labels"),
 ])
 def test_kappa_mistakes_are_named(answer, phrase):
-    failed_with("9.5", answer, phrase)
+    failed_with("9.6", answer, phrase)
 
 
-# --- 9.6 a contamination detector ----------------------------------------------------------------------------------
+# --- 9.8 a contamination detector ----------------------------------------------------------------------------------
 
 def _words(text, lower=True, strip=True):
     words = text.split()
@@ -419,7 +419,7 @@ def detect_nothing(texts, benchmark, n=8):
 
 
 def test_detector_right_variant_passes():
-    _passes("9.6", detect_regex)
+    _passes("9.8", detect_regex)
 
 
 @pytest.mark.parametrize("answer, phrase", [
@@ -430,10 +430,10 @@ def test_detector_right_variant_passes():
     (detect_nothing, "nothing was flagged"),
 ])
 def test_detector_mistakes_are_named(answer, phrase):
-    failed_with("9.6", answer, phrase)
+    failed_with("9.8", answer, phrase)
 
 
-# --- 9.7 CLIPScore -------------------------------------------------------------------------------------------------
+# --- 9.5 CLIPScore -------------------------------------------------------------------------------------------------
 
 def clip_torch(image, text, weight=2.5):  # torch, normalise then dot: right
     import torch
@@ -479,7 +479,7 @@ def clip_fixed_weight(image, text, weight=2.5):  # ignores the weight argument
 
 
 def test_clip_score_right_variant_passes():
-    _passes("9.7", clip_torch)
+    _passes("9.5", clip_torch)
 
 
 @pytest.mark.parametrize("answer, phrase", [
@@ -491,14 +491,14 @@ def test_clip_score_right_variant_passes():
     (clip_mean, "one score per (image, text) pair"),
 ])
 def test_clip_score_mistakes_are_named(answer, phrase):
-    failed_with("9.7", answer, phrase)
+    failed_with("9.5", answer, phrase)
 
 
 def test_clip_score_unlisted_mistake_breaks_a_named_property():
-    failed_with("9.7", clip_fixed_weight, "proportional to `weight`")
+    failed_with("9.5", clip_fixed_weight, "proportional to `weight`")
 
 
-# --- 9.8 a judge's verdicts in both orders --------------------------------------------------------------------------
+# --- 9.7 a judge's verdicts in both orders --------------------------------------------------------------------------
 
 def swap_loop(ab, ba):  # a loop with a lookup table: right
     table = {("first", "second"): "A", ("second", "first"): "B"}
@@ -527,7 +527,7 @@ def swap_a_favoured(ab, ba):  # A wins if either order picks it
 
 
 def test_swap_right_variant_passes():
-    _passes("9.8", swap_loop)
+    _passes("9.7", swap_loop)
 
 
 @pytest.mark.parametrize("answer, phrase", [
@@ -537,8 +537,8 @@ def test_swap_right_variant_passes():
     (swap_booleans, "\"A\", \"B\" or \"tie\""),
 ])
 def test_swap_mistakes_are_named(answer, phrase):
-    failed_with("9.8", answer, phrase)
+    failed_with("9.7", answer, phrase)
 
 
 def test_swap_unlisted_mistake_fails():
-    failed_with("9.8", swap_a_favoured, "a tie, not a win")
+    failed_with("9.7", swap_a_favoured, "a tie, not a win")

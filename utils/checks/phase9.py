@@ -2,12 +2,12 @@
 
 Oracles: ``scipy.stats.bootstrap`` (percentile method, many resamples) for the bootstrap interval (9.1) and the
 course's paired bootstrap run with many resamples (9.2), POPE's construction by its definition on hand-made class
-statistics with ties (9.3), ``sacrebleu.corpus_bleu`` with ``tokenize="none"`` and no smoothing (9.4),
-``sklearn.metrics.cohen_kappa_score`` (9.5), and planted benchmark items of known positions (9.6).
+statistics with ties (9.3), ``sacrebleu.corpus_bleu`` with ``tokenize="none"`` and no smoothing (9.4), the CLIPScore
+paper's formula on torch's cosine similarity (9.5), ``sklearn.metrics.cohen_kappa_score`` (9.6), MT-Bench's rule on
+hand-made pairs of every kind (9.7), and planted benchmark items of known positions (9.8).
 
-9.1 a bootstrap confidence interval, 9.2 a paired comparison, 9.3 POPE's negatives, 9.4 BLEU, 9.5 Cohen's κ,
-9.6 a contamination detector, 9.7 CLIPScore (oracle: the paper's formula on torch's cosine similarity), 9.8 a
-judge's verdicts in both orders (MT-Bench's rule, on hand-made pairs of every kind).
+9.1 a bootstrap confidence interval, 9.2 a paired comparison, 9.3 POPE's negatives, 9.4 BLEU, 9.5 CLIPScore,
+9.6 Cohen's κ, 9.7 a judge's verdicts in both orders, 9.8 a contamination detector (the notebook's order).
 
 A bootstrap draws random resamples, so 9.1 and 9.2 ask for 20,000 of them and compare with a tolerance several times
 their Monte Carlo spread (measured over 200 seeds of the reference). Besides the known mistakes, each check probes
@@ -361,13 +361,13 @@ def _bleu_probes(fn) -> list[Probe]:
     ]
 
 
-# --- 9.5 Cohen's kappa ---------------------------------------------------------------------------------------------
+# --- 9.6 Cohen's kappa ---------------------------------------------------------------------------------------------
 
 _JUDGE = np.array(list("yyyyyyyynnyyyynnnyyy"))
 _HUMAN = np.array(list("yyyyyynnnnyyyyynnnny"))
 
 
-@register("9.5", "Cohen's κ", umetrics.cohen_kappa, hints=(
+@register("9.6", "Cohen's κ", umetrics.cohen_kappa, hints=(
     "Two raters who both say \"yes\" 80 % of the time agree often by chance alone; κ counts only the agreement "
     "beyond that.",
     "The section on judges: p_o = share of items rated the same; p_e = Σ over labels of P(judge says it) · P(human "
@@ -417,7 +417,7 @@ def _kappa_probes(fn) -> list[Probe]:
     ]
 
 
-# --- 9.6 a contamination detector ----------------------------------------------------------------------------------
+# --- 9.8 a contamination detector ----------------------------------------------------------------------------------
 
 _BENCH = ["is the red circle left of the blue square?", "how many objects are there in the picture?",
           "what color is the small circle?"]
@@ -445,7 +445,7 @@ def _flags(out, n: int) -> np.ndarray:
     return out
 
 
-@register("9.6", "a contamination detector", uevaluation.ngram_contamination, hints=(
+@register("9.8", "a contamination detector", uevaluation.ngram_contamination, hints=(
     "A benchmark item copied into training data shows up as a long run of the same words, wherever it sits in the "
     "text and whatever its case or punctuation.",
     "The section on contamination: turn every text and every item into its set of n-word sequences (lower-cased, "
@@ -487,7 +487,7 @@ def _contamination_probes(fn) -> list[Probe]:
     ]
 
 
-# --- 9.7 CLIPScore -------------------------------------------------------------------------------------------------
+# --- 9.5 CLIPScore -------------------------------------------------------------------------------------------------
 
 _IMAGE_EMB = np.array([[3.0, 0.0, 4.0], [1.0, 2.0, 2.0], [0.0, -1.0, 0.0], [2.0, 2.0, 1.0]])
 _TEXT_EMB = np.array([[0.6, 0.0, 0.8], [2.0, 0.0, 1.0], [0.0, 2.0, 1.0], [-2.0, -2.0, -1.0]])
@@ -514,7 +514,7 @@ def _scores(out, n: int) -> np.ndarray:
     return out
 
 
-@register("9.7", "CLIPScore", umetrics.clip_score, hints=(
+@register("9.5", "CLIPScore", umetrics.clip_score, hints=(
     "A caption is good when CLIP puts it close to its image: the score is how aligned the two embeddings are, with "
     "anti-aligned pairs counted as no alignment at all.",
     "The section on metrics that lie: normalise each embedding to length 1, take the cosine of each image with its "
@@ -562,7 +562,7 @@ def _clip_score_probes(fn) -> list[Probe]:
     ]
 
 
-# --- 9.8 both orders ------------------------------------------------------------------------------------------------
+# --- 9.7 both orders ------------------------------------------------------------------------------------------------
 
 _AB = ["first", "second", "first", "second", "first", "second"]
 _BA = ["second", "first", "first", "second", "second", "first"]
@@ -579,7 +579,7 @@ def _verdicts(out, n: int) -> list[str]:
     return values
 
 
-@register("9.8", "a judge's verdicts in both orders", uevaluation.swap_verdicts, hints=(
+@register("9.7", "a judge's verdicts in both orders", uevaluation.swap_verdicts, hints=(
     "A judge that prefers whatever it sees first gives one answer when A comes first and the other when B does. "
     "Only a preference that survives the swap is a preference.",
     "The section on judges: `ab` holds the position the judge picked with A shown first, `ba` with B shown first. "
