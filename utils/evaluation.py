@@ -1,4 +1,7 @@
-"""Evaluation benchmarks built from the world (Phase 9): POPE's three splits of existence questions.
+"""Evaluation built from the world (Phase 9): POPE's three splits of existence questions, a suite's per-example
+outcomes (:func:`suite_outcomes`), distribution shifts (:func:`shifted_images`), one model under several prompt
+templates and answer-extraction rules (:func:`template_outcomes`), a pairwise judge's verdicts in both orders
+(:func:`swap_verdicts`) and n-gram contamination search (:func:`ngram_contamination`).
 
 POPE (Li et al., 2023) asks a VLM yes/no questions about objects, half about objects in the image and half about
 objects that are not. How the absent objects are chosen decides how hard the probe is:
