@@ -62,7 +62,7 @@ def _scipy_interval(values: np.ndarray, confidence: float) -> tuple[float, float
 @register("9.1", "a bootstrap confidence interval", umetrics.bootstrap_ci, hints=(
     "Pretend the test set is the world: draw new test sets from it, each example picked at random *with "
     "replacement*, score each one, and see how much the score moves.",
-    "The section on error bars: resample indices rng.integers(0, n, size=(resamples, n)), take the mean of each "
+    "Section 1, a score is a sample: resample indices rng.integers(0, n, size=(resamples, n)), take the mean of each "
     "resample, and cut the middle `confidence` share of those means with np.quantile at (1 − c)/2 and 1 − (1 − c)/2 "
     "(the percentile bootstrap). Return (the data's mean, low, high).",
     "Worked sub-step: for 95 % the two quantiles are 0.025 and 0.975; draw from np.random.default_rng(seed) so "
@@ -147,7 +147,7 @@ def _paired_dict(out) -> dict[str, float]:
 @register("9.2", "a paired comparison", umetrics.paired_bootstrap, hints=(
     "Both models answered the same questions, so resample *questions*, and score both models on each resampled "
     "set: the difference a − b per resample is what varies.",
-    "The section on comparing two models: d = a − b per example; resample the indices of d with replacement, take "
+    "Section 2, is the difference real?: d = a − b per example; resample the indices of d with replacement, take "
     "each resample's mean difference, cut the middle `confidence` share for the interval, and report the share of "
     "resamples whose mean difference is ≤ 0 as p_not_better.",
     "Worked sub-step: two separate intervals overlap far more often than the paired one crosses 0 — here model a "
@@ -236,7 +236,7 @@ def _ids(out, k: int) -> list[int]:
 @register("9.3", "POPE's negatives", uevaluation.pope_negatives, hints=(
     "Three ways to pick what to ask about that is not in the image: at random, the most common classes overall, "
     "or the classes that usually come with what *is* in the image.",
-    "The section on POPE: `candidates` are the absent class ids in a random order. random keeps that order; popular "
+    "Section 4, POPE: `candidates` are the absent class ids in a random order. random keeps that order; popular "
     "ranks them by frequency[c], highest first; adversarial by the co-occurrence counts together[p, c] added over "
     "the present classes p. Keep the candidates' order among ties (a stable sort) and return the first k ids.",
     "Worked sub-step: scores = frequency[candidates] (popular); order = np.argsort(-scores, kind=\"stable\"); "
@@ -314,7 +314,7 @@ def _bleu_variant(hyps, refs, clip=True, brevity=True, geometric=True, scale=100
 @register("9.4", "BLEU", umetrics.bleu, hints=(
     "BLEU counts how many of the hypothesis's n-grams (n = 1..4) appear in the reference, pooled over the corpus, "
     "and punishes hypotheses that are too short.",
-    "The section on captioning metrics: for each n, clip each hypothesis n-gram's count at its count in the "
+    "Section 5, metrics that lie: for each n, clip each hypothesis n-gram's count at its count in the "
     "reference, add the clipped matches and the hypothesis n-gram totals over the corpus, and take the precision. "
     "BLEU = 100 · BP · exp(mean over n of log precision), with BP = exp(1 − r/c) when the hypotheses' c words are "
     "fewer than the references' r, else 1.",
@@ -370,8 +370,8 @@ _HUMAN = np.array(list("yyyyyynnnnyyyyynnnny"))
 @register("9.6", "Cohen's κ", umetrics.cohen_kappa, hints=(
     "Two raters who both say \"yes\" 80 % of the time agree often by chance alone; κ counts only the agreement "
     "beyond that.",
-    "The section on judges: p_o = share of items rated the same; p_e = Σ over labels of P(judge says it) · P(human "
-    "says it), each rater with its own label frequencies; κ = (p_o − p_e) / (1 − p_e).",
+    "Section 6, a model as judge: p_o = share of items rated the same; p_e = Σ over labels of P(judge says it) · "
+    "P(human says it), each rater with its own label frequencies; κ = (p_o − p_e) / (1 − p_e).",
     "Worked sub-step: with labels in NumPy arrays a and b, p_e = sum((a == l).mean() * (b == l).mean() for l in "
     "np.union1d(a, b)).",
 ))
@@ -448,7 +448,7 @@ def _flags(out, n: int) -> np.ndarray:
 @register("9.8", "a contamination detector", uevaluation.ngram_contamination, hints=(
     "A benchmark item copied into training data shows up as a long run of the same words, wherever it sits in the "
     "text and whatever its case or punctuation.",
-    "The section on contamination: turn every text and every item into its set of n-word sequences (lower-cased, "
+    "Section 7, contamination: turn every text and every item into its set of n-word sequences (lower-cased, "
     "punctuation stripped from the ends of words), and flag a text when its set shares at least one n-gram with "
     "the items' (GPT-3 used n = 13 on its training data).",
     "Worked sub-step: words = [w.strip(\".,;:!?\\\"'()\").lower() for w in text.split()]; "
@@ -517,7 +517,7 @@ def _scores(out, n: int) -> np.ndarray:
 @register("9.5", "CLIPScore", umetrics.clip_score, hints=(
     "A caption is good when CLIP puts it close to its image: the score is how aligned the two embeddings are, with "
     "anti-aligned pairs counted as no alignment at all.",
-    "The section on metrics that lie: normalise each embedding to length 1, take the cosine of each image with its "
+    "Section 5, metrics that lie: normalise each embedding to length 1, take the cosine of each image with its "
     "own text (row by row), clip it at 0 from below and multiply by the weight (2.5 in the paper).",
     "Worked sub-step: image (3, 0, 4) and text (0.6, 0, 0.8) have lengths 5 and 1 and a dot product of 5, so their "
     "cosine is 5 / (5 · 1) = 1 and the pair scores 2.5 · 1 = 2.5; a pair with cosine −0.3 scores 0.",
@@ -582,8 +582,9 @@ def _verdicts(out, n: int) -> list[str]:
 @register("9.7", "a judge's verdicts in both orders", uevaluation.swap_verdicts, hints=(
     "A judge that prefers whatever it sees first gives one answer when A comes first and the other when B does. "
     "Only a preference that survives the swap is a preference.",
-    "The section on judges: `ab` holds the position the judge picked with A shown first, `ba` with B shown first. "
-    "In `ba` the first answer shown is B. A wins when both orders point at A, B when both point at B, otherwise tie.",
+    "Section 6, a model as judge: `ab` holds the position the judge picked with A shown first, `ba` with B shown "
+    "first. In `ba` the first answer shown is B. A wins when both orders point at A, B when both point at B, "
+    "otherwise it is a tie.",
     "Worked sub-step: ab = \"first\" and ba = \"second\" both mean A; ab = \"first\" and ba = \"first\" means the "
     "judge picked the first answer both times, whichever it was: a tie.",
 ))
