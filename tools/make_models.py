@@ -2204,7 +2204,6 @@ def train_pope_arm(arm: str, world: World, seed: int, r: dict = VLM_POPE_RECIPE)
 def evaluate_pope_arm(model: vlm.TinyVLM, world: World, r: dict = VLM_POPE_RECIPE) -> dict:
     """A POPE arm on held-out scenes: POPE's three splits (statistics over the train scenes) with
     ``utils.metrics.yes_no_metrics``, and VQA accuracy per kind (``utils.vlm.evaluate_vqa``)."""
-    from utils.dpo import answer_words
     from utils.evaluation import POPE_SPLITS, pope_probe
     from utils.metrics import yes_no_metrics
 
@@ -2215,7 +2214,7 @@ def evaluate_pope_arm(model: vlm.TinyVLM, world: World, r: dict = VLM_POPE_RECIP
     out = {}
     for split in POPE_SPLITS:
         rows = pope_probe(scenes, split, r["per_scene"], seed=0, reference=reference)
-        said = answer_words(model, features, rows) == "yes"
+        said = vlm.answer_words(model, features, rows) == "yes"
         out[split] = {k: round(v, 4) for k, v in yes_no_metrics(said, [a == "yes" for *_, a in rows]).items()}
     out["vqa"] = {k: round(v, 4) for k, v in vlm.evaluate_vqa(model, world, "val", r["eval_scenes"]).items()}
     return out
@@ -2293,6 +2292,7 @@ def measure_vlm_pope(out: Path = ZOO / "tiny-vlm-pope-shapes", training: dict | 
     """Measure the saved POPE arms (``TinyVLM.from_pretrained``) on held-out scenes; write metrics.json and the
     card."""
     from utils.evaluation import POPE_SPLITS
+    from utils.world import PARTNERS
 
     training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
                             if k in ("recipe", "seeds", "train_seconds")}
@@ -2307,9 +2307,7 @@ def measure_vlm_pope(out: Path = ZOO / "tiny-vlm-pope-shapes", training: dict | 
         values = [run[split]["all" if split == "vqa" else "accuracy"] for run in seeds[arm].values()]
         return f"{min(values):.3f}–{max(values):.3f}"
 
-    scenes = pope_world(r).scenes("train", r["train_scenes"])
-    multi = [s for s in scenes if len(s.objects) >= 2]
-    from utils.world import PARTNERS
+    multi = [s for s in world.scenes("train", r["train_scenes"]) if len(s.objects) >= 2]
     prior = np.mean([PARTNERS[(s.objects[0].color, s.objects[0].shape)] == (s.objects[1].color, s.objects[1].shape)
                      for s in multi])
     area = (r["crop"] / r["image_size"]) ** 2

@@ -38,6 +38,7 @@ from . import env
 from .evaluation import existence_question, pope_probe
 from .metrics import yes_no_metrics  # noqa: F401  (its home is utils.metrics; Phase 8's notebook reads it here)
 from .train import adamw_one_cycle, infinite_batches, train, update
+from .vlm import answer_words  # noqa: F401  (its home is utils.vlm; Phase 8's notebook reads it here)
 from .world.scene import Scene
 from .world.vocabulary import NUMBER_WORDS
 
@@ -98,13 +99,6 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_cho
     being log π − log π_ref of that answer (Rafailov et al., 2023, eq. 7; trl's ``loss_type="sigmoid"``)."""
     margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
     return -F.logsigmoid(beta * margin).mean()
-
-
-def answer_words(vlm, features: torch.Tensor, rows: Sequence[tuple[int, str, str]],
-                    candidates: Sequence[str] = ("yes", "no"), batch_size: int = 512) -> np.ndarray:
-    """The VLM's answers to (image index, question, answer) ``rows`` among ``candidates``: the chosen words."""
-    scores = vlm.answer_scores(features[[i for i, *_ in rows]], [q for _, q, *_ in rows], candidates, batch_size)
-    return np.array([candidates[k] for k in scores.argmax(1).tolist()])
 
 
 def train_dpo(vlm, features: torch.Tensor, pairs: Sequence[tuple[int, str, str, str]], *, steps: int,

@@ -108,7 +108,7 @@ def suite_outcomes(model, world, qa_scenes: int = 1000, caption_scenes: int = 30
 
     from .clip import normalize_images
     from .curation import caption_recalls
-    from .vlm import grounding_examples, grounding_ious
+    from .vlm import answer_words, grounding_examples, grounding_ious
     from .vqa import correct_answers, vqa_examples
 
     model.eval()
@@ -129,9 +129,7 @@ def suite_outcomes(model, world, qa_scenes: int = 1000, caption_scenes: int = 30
     reference = world.scenes("train", reference_scenes)
     for split in POPE_SPLITS:
         probe = pope_probe(scenes[:pope_scenes], split, reference=reference)
-        scores = model.answer_scores(features[[i for i, *_ in probe]], [q for _, q, _ in probe], ("yes", "no"))
-        said = np.where(scores.argmax(1).numpy() == 0, "yes", "no")
-        out[f"POPE {split}"] = said == np.array([a for *_, a in probe])
+        out[f"POPE {split}"] = answer_words(model, features, probe) == np.array([a for *_, a in probe])
     return out
 
 

@@ -442,6 +442,13 @@ def evaluate_vqa(vlm: TinyVLM, world, split: str = "val", n_scenes: int = 1000) 
     return vqa_accuracy(scores, pairs)
 
 
+def answer_words(vlm: TinyVLM, features: torch.Tensor, rows: Sequence[tuple[int, str, str]],
+                 candidates: Sequence[str] = ("yes", "no"), batch_size: int = 512) -> np.ndarray:
+    """The VLM's answers to (image index, question, answer) ``rows`` among ``candidates``: the chosen words."""
+    scores = vlm.answer_scores(features[[i for i, *_ in rows]], [q for _, q, *_ in rows], candidates, batch_size)
+    return np.array([candidates[k] for k in scores.argmax(1).tolist()])
+
+
 def position_by_relation(vlm: TinyVLM, world, split: str = "val", n_scenes: int = 300) -> dict[str, float]:
     """Accuracy on every relative-position question of scenes 0..n_scenes-1, per relation word ("left",
     "right", "above", "below"): tells a model that compares along one axis only from one that compares both."""
