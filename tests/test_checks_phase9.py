@@ -9,7 +9,7 @@ import pytest
 from tests.checks_testing import failed_with
 from utils.checks import evaluate, reference
 
-EXERCISES = ["9.1", "9.2", "9.3", "9.4", "9.6", "9.8", "9.5", "9.7"]
+EXERCISES = ["9.1", "9.2", "9.3", "9.4", "9.6", "9.8", "9.5", "9.7", "9.9"]
 
 
 def _passes(exercise, answer):
@@ -542,3 +542,65 @@ def test_swap_mistakes_are_named(answer, phrase):
 
 def test_swap_unlisted_mistake_fails():
     failed_with("9.7", swap_a_favoured, "a tie, not a win")
+
+
+# --- 9.9 exact match and mean log-probability -----------------------------------------------------------------------
+
+def sequence_torch(token_logprobs, token_right):  # torch, flattened mean (the rows are equally long): right
+    import torch
+
+    lp, right = torch.as_tensor(token_logprobs), torch.as_tensor(token_right)
+    return right.all(dim=1).float().mean().item(), lp.mean().item()
+
+
+def sequence_swapped(token_logprobs, token_right):
+    return float(np.mean(token_logprobs)), float(np.all(token_right, 1).mean())
+
+
+def sequence_token_accuracy(token_logprobs, token_right):
+    return float(np.mean(token_right)), float(np.mean(token_logprobs))
+
+
+def sequence_any(token_logprobs, token_right):
+    return float(np.any(token_right, 1).mean()), float(np.mean(token_logprobs))
+
+
+def sequence_summed(token_logprobs, token_right):
+    return float(np.all(token_right, 1).mean()), float(np.sum(token_logprobs, 1).mean())
+
+
+def sequence_nll(token_logprobs, token_right):
+    return float(np.all(token_right, 1).mean()), float(-np.mean(token_logprobs))
+
+
+def sequence_probability(token_logprobs, token_right):
+    return float(np.all(token_right, 1).mean()), float(np.exp(token_logprobs).mean())
+
+
+def sequence_per_row(token_logprobs, token_right):
+    return np.all(token_right, 1).astype(float), np.mean(token_logprobs, 1)
+
+
+def sequence_last_token(token_logprobs, token_right):  # exact match judged on the last token only
+    return float(np.asarray(token_right)[:, -1].mean()), float(np.mean(token_logprobs))
+
+
+def test_sequence_scores_right_variant_passes():
+    _passes("9.9", sequence_torch)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    (sequence_swapped, "swapped"),
+    (sequence_token_accuracy, "token accuracy"),
+    (sequence_any, "*any*"),
+    (sequence_summed, "sum over its tokens"),
+    (sequence_nll, "sign is flipped"),
+    (sequence_probability, "a probability, not a log-probability"),
+    (sequence_per_row, "one number for all the answers"),
+])
+def test_sequence_scores_mistakes_are_named(answer, phrase):
+    failed_with("9.9", answer, phrase)
+
+
+def test_sequence_scores_unlisted_mistake_breaks_a_named_property():
+    failed_with("9.9", sequence_last_token, "wherever it sits")

@@ -137,3 +137,18 @@ def test_template_outcomes_read_answers_three_ways():
     assert evaluation.kind_options("color") == evaluation.COLORS and evaluation.kind_options("exists") == ("yes", "no")
     with pytest.raises(ValueError, match="extraction must be one of"):
         evaluation.template_outcomes(model, features, pairs[:2], trained, "regex")
+
+
+def test_plant_copies_keeps_the_length_and_plants_each_item_k_times():
+    rows = np.arange(1000)
+    items = {1: np.array([2000, 2001]), 4: np.array([3000]), 16: np.array([4000, 4001])}
+    out = evaluation.plant_copies(rows, items, seed=3)
+    assert len(out) == len(rows)
+    for k, v in items.items():
+        assert all((out == i).sum() == k for i in v)
+    kept = out[out < 1000]
+    assert len(kept) == 1000 - (2 + 4 + 32) and len(set(kept)) == len(kept)   # the rest is the clean schedule
+    assert (evaluation.plant_copies(rows, items, seed=3) == out).all()
+    assert (evaluation.plant_copies(rows, {}, seed=3) == rows).all()
+    with pytest.raises(ValueError, match="do not fit"):
+        evaluation.plant_copies(rows[:10], {16: np.array([1])})

@@ -146,3 +146,14 @@ def test_cohen_kappa_matches_scikit_learn():
         b = np.where(rng.random(200) < 0.6, a, rng.integers(0, labels, 200))
         assert metrics.cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
     assert metrics.cohen_kappa(list("yyn"), list("yyn")) == 1.0
+
+
+def test_sequence_scores_all_or_nothing_against_per_token():
+    import numpy as np
+
+    logprobs = np.log(np.array([[0.9, 0.8, 0.9, 0.7], [0.9, 0.2, 0.9, 0.9], [0.1, 0.1, 0.1, 0.1]]))
+    right = logprobs > np.log(0.5)
+    exact, mean = metrics.sequence_scores(logprobs, right)
+    assert exact == pytest.approx(1 / 3)                 # one wrong token spoils the second answer
+    assert mean == pytest.approx(logprobs.mean())        # equal lengths: the mean of rows is the mean of tokens
+    assert metrics.sequence_scores(logprobs[:, :1], right[:, :1])[0] == pytest.approx(right[:, 0].mean())

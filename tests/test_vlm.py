@@ -137,6 +137,32 @@ def test_grounding_examples_tokens_and_generation(world):
     assert ious.shape == (3,) and ((ious >= 0) & (ious <= 1)).all()
 
 
+def test_token_scores_match_the_loss_and_greedy_decoding(world):
+    """Teacher-forced token scores: their mean is the training loss, and a box whose four <loc> tokens are all the
+    model's first choice is exactly what greedy decoding writes."""
+    import re
+
+    from utils.clip import normalize_images
+
+    model = vlm.TinyVLM.from_pretrained(clip.ZOO_CLIP.parent / "tiny-vlm-shapes")   # grounds most boxes exactly
+    images, rows = vlm.grounding_examples(world, "val", 12, vlm.GROUNDING_BINS)
+    grid = clip.clip_grid_tokens(model.visual, normalize_images(images), "layer2")[[i for i, *_ in rows]]
+    ids, labels = vlm.encode_with_labels(model.tokenizer, [vlm.vqa_prompt(q) for _, q, _, _ in rows],
+                                         [a for _, _, a, _ in rows])
+    logprobs, greedy, targets = vlm.target_token_logprobs(model, grid, ids, labels)
+    scored = targets != -100
+    assert logprobs.shape == greedy.shape == targets.shape and scored.sum(1).eq(7).all()  # <box>, 4 locs, </box>, eos
+    with torch.no_grad():
+        assert -logprobs[scored].mean().item() == pytest.approx(model.loss(grid, ids, labels).item(), rel=1e-5)
+    assert not greedy[~scored].any() and (logprobs[~scored] == 0).all()
+    loc_logprobs, right = vlm.grounding_token_scores(model, world, "val", 12)
+    assert loc_logprobs.shape == right.shape == (len(rows), 4) and (loc_logprobs <= 0).all()
+    texts = model.generate_text(grid, [vlm.vqa_prompt(q) for _, q, _, _ in rows], max_new_tokens=7,
+                                skip_special_tokens=False)
+    greedy_boxes = [re.findall(r"<loc\d+>", t)[:4] == a.split()[1:5] for t, (_, _, a, _) in zip(texts, rows)]
+    assert greedy_boxes == right.all(1).tolist() and 0 < sum(greedy_boxes) < len(rows)
+
+
 def test_text_views_tokens_and_reader(world):
     from utils.clip import load_clip
     from utils.world import TEXT_ALPHABET

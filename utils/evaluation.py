@@ -1,7 +1,8 @@
 """Evaluation built from the world (Phase 9): POPE's three splits of existence questions, a suite's per-example
 outcomes (:func:`suite_outcomes`), distribution shifts (:func:`shifted_images`), one model under several prompt
 templates and answer-extraction rules (:func:`template_outcomes`), a pairwise judge's verdicts in both orders
-(:func:`swap_verdicts`) and n-gram contamination search (:func:`ngram_contamination`).
+(:func:`swap_verdicts`), n-gram contamination search (:func:`ngram_contamination`) and the planting of benchmark
+items into a training schedule (:func:`plant_copies`).
 
 POPE (Li et al., 2023) asks a VLM yes/no questions about objects, half about objects in the image and half about
 objects that are not. How the absent objects are chosen decides how hard the probe is:
@@ -213,3 +214,16 @@ def ngram_contamination(texts: Sequence[str], benchmark: Sequence[str], n: int =
     shorter items need a smaller n). Returns a boolean array, one entry per text."""
     planted = set().union(*(word_ngrams(item, n) for item in benchmark)) if benchmark else set()
     return np.array([bool(word_ngrams(text, n) & planted) for text in texts], dtype=bool)
+
+
+def plant_copies(rows: np.ndarray, items: dict[int, np.ndarray], seed: int = 0) -> np.ndarray:
+    """A contaminated copy of a training schedule. ``rows`` holds the example (a row index) seen at each position
+    of a run; ``items`` maps a number of copies k to the rows of the benchmark items planted k times. The copies
+    take the places of randomly chosen positions, so a clean and a contaminated run see equally many examples and
+    differ only in what the copies displaced."""
+    copies = np.concatenate([np.repeat(np.asarray(v), k) for k, v in items.items()]) if items else np.array([], int)
+    if len(copies) > len(rows):
+        raise ValueError(f"{len(copies)} copies do not fit into a schedule of {len(rows)} examples")
+    out = np.array(rows, copy=True)
+    out[np.random.default_rng(seed).choice(len(rows), len(copies), replace=False)] = copies
+    return out

@@ -116,6 +116,16 @@ def yes_no_metrics(said_yes: Sequence[bool], truth_yes: Sequence[bool]) -> dict[
             "yes_ratio": float(said.mean()), "hallucination": float(said[~truth].mean()) if (~truth).any() else 0.0}
 
 
+def sequence_scores(token_logprobs, token_right) -> tuple[float, float]:
+    """Answers of L tokens each, scored two ways from their tokens' teacher-forced log-probabilities (N, L) and
+    whether each token was the model's first choice (N, L): the **exact match** (the share of answers whose every
+    token is right: what greedy decoding writes word for word, all or nothing) and the **mean log-probability** (per
+    answer the mean over its tokens, then the mean over answers: a continuous score that moves with every token).
+    Returns (exact_match, mean_logprob)."""
+    logprobs, right = np.asarray(token_logprobs, dtype=float), np.asarray(token_right, dtype=bool)
+    return float(right.all(1).mean()), float(logprobs.mean(1).mean())
+
+
 def bootstrap_ci(values: Sequence[float], resamples: int = 2000, confidence: float = 0.95, seed: int = 0
                  ) -> tuple[float, float, float]:
     """The mean of per-example ``values`` (1/0 for right/wrong, or any score) and its percentile-bootstrap

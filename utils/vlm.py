@@ -587,19 +587,50 @@ class TextReader(nn.Module):
 
 
 @torch.no_grad()
-def caption_nll(vlm: TinyVLM, features: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
-                batch_size: int = 512) -> torch.Tensor:
-    """Each row's mean next-token loss (nats per labelled token) of ``input_ids`` given its image ``features``:
-    how surprised the model is by a caption. Lower with the right image than with a wrong one = alignment."""
+@torch.no_grad()
+def target_token_logprobs(vlm: TinyVLM, features: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
+                          batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Teacher-forced scores of each labelled token of ``input_ids`` (from :func:`encode_with_labels`) given its
+    image ``features``: its log-probability, whether it is the model's most likely next token, and the labels
+    (-100 where nothing is scored), each (N, T') with T' the positions after the image tokens are spliced in (0 and
+    False where nothing is scored). A whole answer is what greedy decoding writes exactly when every one of its
+    tokens is the most likely one."""
     vlm.eval()
-    out = []
+    logprobs, greedy, targets = [], [], []
     for i in range(0, len(input_ids), batch_size):
         ids, lab = input_ids[i:i + batch_size].to(vlm.device), labels[i:i + batch_size].to(vlm.device)
         logits = vlm.forward(features[i:i + batch_size].to(vlm.device), ids, (ids != vlm.tokenizer.pad_token_id).long())
         lab = splice_labels(lab, ids, vlm.n_image_out(logits, ids), vlm.image_token_id)[:, 1:]
-        nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), lab, ignore_index=-100, reduction="none")
-        out.append((nll.sum(1) / (lab != -100).sum(1).clamp(min=1)).cpu())
-    return torch.cat(out)
+        lp = logits[:, :-1].log_softmax(-1)
+        mask = lab != -100
+        logprobs.append(lp.gather(2, lab.clamp(min=0)[..., None])[..., 0].masked_fill(~mask, 0).cpu())
+        greedy.append(((lp.argmax(-1) == lab) & mask).cpu())
+        targets.append(lab.cpu())
+    return torch.cat(logprobs), torch.cat(greedy), torch.cat(targets)
+
+
+def caption_nll(vlm: TinyVLM, features: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
+                batch_size: int = 512) -> torch.Tensor:
+    """Each row's mean next-token loss (nats per labelled token) of ``input_ids`` given its image ``features``:
+    how surprised the model is by a caption. Lower with the right image than with a wrong one = alignment."""
+    logprobs, _, targets = target_token_logprobs(vlm, features, input_ids, labels, batch_size)
+    return -logprobs.sum(1) / (targets != -100).sum(1).clamp(min=1)
+
+
+def grounding_token_scores(vlm: TinyVLM, world, split: str = "val", n_scenes: int = 300,
+                           bins: int = GROUNDING_BINS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ask ``vlm`` "where is the <colour> <shape>?" about every object of scenes 0..n_scenes-1 of ``split`` and
+    score the right answer's four ``<locK>`` tokens teacher-forced (:func:`target_token_logprobs`): their
+    log-probabilities and whether each is the model's most likely token, both (n_objects, 4). The box is what greedy
+    decoding writes exactly when a row's four are all True (``<box>`` and ``</box>`` aside)."""
+    images, rows = grounding_examples(world, split, n_scenes, bins)
+    vlm.eval()
+    with torch.no_grad():
+        features = vlm.image_features(normalize_images(images).to(vlm.device))
+    ids, labels = encode_with_labels(vlm.tokenizer, [vqa_prompt(q) for _, q, _, _ in rows], [a for _, _, a, _ in rows])
+    logprobs, greedy, targets = target_token_logprobs(vlm, features[[i for i, *_ in rows]], ids, labels)
+    locs = torch.isin(targets, torch.tensor(vlm.tokenizer.convert_tokens_to_ids(loc_tokens(bins))))
+    return logprobs[locs].view(len(rows), 4), greedy[locs].view(len(rows), 4)
 
 
 def evaluate_grounding(vlm: TinyVLM, world, split: str = "val", n_scenes: int = 200,

@@ -4,10 +4,12 @@ Oracles: ``scipy.stats.bootstrap`` (percentile method, many resamples) for the b
 course's paired bootstrap run with many resamples (9.2), POPE's construction by its definition on hand-made class
 statistics with ties (9.3), ``sacrebleu.corpus_bleu`` with ``tokenize="none"`` and no smoothing (9.4), the CLIPScore
 paper's formula on torch's cosine similarity (9.5), ``sklearn.metrics.cohen_kappa_score`` (9.6), MT-Bench's rule on
-hand-made pairs of every kind (9.7), and planted benchmark items of known positions (9.8).
+hand-made pairs of every kind (9.7), planted benchmark items of known positions (9.8), and the definitions on
+hand-made token scores (9.9).
 
 9.1 a bootstrap confidence interval, 9.2 a paired comparison, 9.3 POPE's negatives, 9.4 BLEU, 9.5 CLIPScore,
-9.6 Cohen's κ, 9.7 a judge's verdicts in both orders, 9.8 a contamination detector (the notebook's order).
+9.6 Cohen's κ, 9.7 a judge's verdicts in both orders, 9.8 a contamination detector, 9.9 exact match and mean
+log-probability (the notebook's order).
 
 A bootstrap draws random resamples, so 9.1 and 9.2 ask for 20,000 of them and compare with a tolerance several times
 their Monte Carlo spread (measured over 200 seeds of the reference). Besides the known mistakes, each check probes
@@ -15,7 +17,8 @@ properties every right answer has: the interval holds the mean, moves with the d
 narrows by half with four times the data, follows the confidence asked for and repeats itself for one seed; a model
 compared with itself differs by exactly 0 and swapping the models flips the sign; POPE's splits return ``k`` ids;
 BLEU is 100 for a perfect corpus and does not depend on the order of the sentence pairs; κ is 1 for identical
-ratings, symmetric in the two raters and works for any labels; with no benchmark items nothing is flagged.
+ratings, symmetric in the two raters and works for any labels; with no benchmark items nothing is flagged; exact
+match of one-token answers is token accuracy.
 """
 from __future__ import annotations
 
@@ -616,4 +619,86 @@ def _swap_probes(fn) -> list[Probe]:
     return [
         Probe("roles", lambda: _verdicts(fn(list(_BA), list(_AB)), len(_AB)) == [flip[v] for v in _SWAP_WANT],
               "swapping the roles of A and B (passing ba as ab and ab as ba) should swap every win and keep the ties."),
+    ]
+
+
+# --- 9.9 exact match and mean log-probability -----------------------------------------------------------------------
+
+# six answers of four tokens: log-probabilities of the right tokens, and whether each was the model's first choice
+_LOGPROBS = np.array([[-0.1, -0.2, -0.05, -0.3], [-0.9, -0.1, -2.0, -0.2], [-3.0, -2.5, -1.8, -4.0],
+                      [-0.01, -0.02, -0.4, -0.03], [-1.2, -0.6, -0.7, -2.2], [-0.2, -0.3, -0.1, -0.6]])
+_RIGHT = np.array([[1, 1, 1, 1], [1, 1, 0, 1], [0, 0, 0, 0], [1, 1, 1, 1], [0, 1, 1, 0], [1, 1, 1, 0]], dtype=bool)
+
+
+def _pair(out, what: str = "sequence_scores") -> tuple[float, float]:
+    if out is None or out is Ellipsis:
+        raise Unsolved
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise CheckFailed(f"{what} should return two numbers, (exact_match, mean_logprob); it returned "
+                          f"{describe(out)}.")
+    for x, name in zip(out, ("exact_match", "mean_logprob")):
+        if np.ndim(x) != 0:
+            raise CheckFailed(f"{name} should be one number for all the answers together; it is "
+                              f"{describe(x)}. Average over the answers.")
+    return tuple(_number(x, f"{what}'s {name}") for x, name in zip(out, ("exact_match", "mean_logprob")))
+
+
+@register("9.9", "exact match and mean log-probability", umetrics.sequence_scores, hints=(
+    "An answer of several tokens is either written exactly or not: one wrong token spoils it. A continuous score "
+    "instead gives credit for every token the model makes more likely, right or not yet.",
+    "Section 10, emergence or a metric that jumps: a row is one answer, a column one of its tokens. Exact match is "
+    "the share of rows whose tokens are all right; the mean log-probability averages each row over its tokens, "
+    "then averages the rows.",
+    "Worked sub-step: a row with first-choice flags (True, True, False, True) is not an exact match, although three "
+    "of its four tokens are right; its log-probabilities (−0.9, −0.1, −2.0, −0.2) average to −0.8 nats per token.",
+))
+def _check_sequence_scores(fn) -> str:
+    got = _pair(fn(_LOGPROBS.copy(), _RIGHT.copy()))
+    want = (float(_RIGHT.all(1).mean()), float(_LOGPROBS.mean(1).mean()))
+    if np.allclose(got, want, atol=1e-9):
+        require_properties(_sequence_probes(fn))
+        return (f"exact match {got[0]:.3f} (2 of 6 boxes), mean log-probability {got[1]:.3f} nats per token: the "
+                "first ignores how close the other four came, the second does not.")
+    exact, mean = want
+    mistakes = [
+        (lambda g: np.isclose(g[0], mean) and np.isclose(g[1], exact),
+         "the two numbers are swapped: return (exact_match, mean_logprob) in that order."),
+        (lambda g: np.isclose(g[0], _RIGHT.mean()),
+         "that exact match is the share of *tokens* that are right (token accuracy); an answer counts only when all "
+         "its tokens are right."),
+        (lambda g: np.isclose(g[0], _RIGHT.any(1).mean()),
+         "an answer counted as a match when *any* of its tokens is right; it must be *all* of them."),
+        (lambda g: np.isclose(g[1], _LOGPROBS.sum(1).mean()),
+         "that is the log-probability of the whole answer (the sum over its tokens); average over the tokens "
+         "instead, so the score is per token and answers of different lengths compare."),
+        (lambda g: np.isclose(g[1], -mean),
+         "the sign is flipped: a log-probability is at most 0, and a better model has a higher (closer to 0) one."),
+        (lambda g: np.isclose(g[1], np.exp(_LOGPROBS).mean()) or np.isclose(g[1], np.exp(mean)),
+         "that is a probability, not a log-probability: keep the tokens' log-probabilities as they are and average "
+         "them."),
+    ]
+    for matches, hint in mistakes:
+        if matches(got):
+            raise CheckFailed(hint)
+    require_properties(_sequence_probes(fn))
+    raise Mismatch(f"got {tuple(round(x, 4) for x in got)}; expected {tuple(round(x, 4) for x in want)}.")
+
+
+def _sequence_probes(fn) -> list[Probe]:
+    def run(logprobs, right):
+        return _pair(fn(logprobs.copy(), right.copy()))
+
+    order = np.random.default_rng(9).permutation(len(_LOGPROBS))
+    return [
+        Probe("one token", lambda: np.isclose(run(_LOGPROBS[:, :1], _RIGHT[:, :1])[0], _RIGHT[:, 0].mean()),
+              "with answers of one token each, exact match should equal the share of right tokens."),
+        Probe("order", lambda: np.allclose(run(_LOGPROBS[order], _RIGHT[order]), run(_LOGPROBS, _RIGHT)),
+              "both scores should not depend on the order of the answers."),
+        Probe("all right", lambda: np.isclose(run(_LOGPROBS, np.ones_like(_RIGHT))[0], 1.0),
+              "when every token of every answer is right, exact match should be 1."),
+        Probe("one wrong token", lambda: all(np.isclose(run(_LOGPROBS, np.eye(4, dtype=bool)[j] ^ True
+                                                            | np.zeros_like(_RIGHT))[0], 0.0) for j in range(4)),
+              "one wrong token, wherever it sits in the answer, should make every answer a miss: exact match 0."),
+        Probe("certain", lambda: np.isclose(run(np.zeros_like(_LOGPROBS), _RIGHT)[1], 0.0),
+              "a model certain of every right token (log-probability 0) should have a mean log-probability of 0."),
     ]
