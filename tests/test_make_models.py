@@ -6,7 +6,8 @@ import pytest
 def test_selection_by_short_or_full_name_keeps_zoo_order():
     assert make_models.selected([]) == ["gpt", "clip", "vlm", "whisper", "ctc", "codec", "tts", "video",
                                            "tubelet", "vqvae", "chameleon", "ldm", "transfusion", "vlm-draws",
-                                           "two-encoders", "crawl-clips", "vlm-curriculum", "vlm-pope"]
+                                           "two-encoders", "crawl-clips", "vlm-curriculum", "vlm-pope",
+                                           "vlm-checkpoints"]
     # the drawing VLM starts from the VLM and its card compares it with the Chameleon
     assert make_models.selected(["tiny-vlm-draws-shapes", "chameleon", "vlm"]) == ["vlm", "chameleon", "vlm-draws"]
     assert make_models.selected(["tiny-two-encoders-shapes", "vqvae", "vlm"]) == ["vlm", "vqvae", "two-encoders"]

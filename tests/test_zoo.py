@@ -406,6 +406,35 @@ def test_pope_vlms_load_offline_and_meet_their_card():
     assert f"{card['metrics']['center']['adversarial']['accuracy']:.3f}" in (path / "README.md").read_text()
 
 
+def test_grounding_checkpoints_load_offline_and_meet_their_card():
+    """Phase 9's checkpoints re-measured; over every training seed, exact match of the whole box stays near zero
+    through the early checkpoints while the mean log-probability of the same tokens has already climbed, then rises
+    late (the "emergence" a continuous metric does not show)."""
+    import make_models  # tools/ is on sys.path (tests/conftest.py)
+
+    from utils.vlm import TinyVLM
+    from utils.world import World
+
+    path = ZOO / "tiny-vlm-checkpoints-shapes"
+    card = json.loads((path / "metrics.json").read_text())
+    r = card["recipe"]
+    world = World(seed=r["world_seed"], image_size=r["image_size"])
+    for step in (r["checkpoints"][0], r["checkpoints"][len(r["checkpoints"]) // 2], r["checkpoints"][-1]):
+        got = make_models.checkpoint_scores(TinyVLM.from_pretrained(path / f"step-{step:04d}"), world, r)
+        for key, want in card["metrics"][str(step)].items():
+            assert got[key] == pytest.approx(want, abs=0.01), (step, key)
+    assert len(card["seeds"]) == len(r["seeds"])
+    for run in card["seeds"].values():
+        curve = [run[str(n)] for n in r["checkpoints"]]
+        early = [c for n, c in zip(r["checkpoints"], curve) if n <= 200]
+        assert max(c["exact"] for c in early) < 0.02                          # nothing "emerges" early ...
+        assert early[-1]["mean_logprob"] - curve[0]["mean_logprob"] > 2.0     # ... though every token got likelier
+        assert curve[-1]["exact"] > 0.2                                       # ... then it rises late
+        logprobs = [c["mean_logprob"] for c in curve]
+        assert all(b > a for a, b in zip(logprobs, logprobs[1:]))            # smooth: better at every checkpoint
+    assert f"{card['metrics'][str(r['checkpoints'][-1])]['exact']:.3f}" in (path / "README.md").read_text()
+
+
 @pytest.mark.parametrize("name", ["tiny-video-vlm-shapes", "tiny-tubelet-vlm-shapes"])
 def test_video_vlms_load_offline_and_meet_their_cards(name):
     """Both video VLMs reassemble from their saved parts and re-measure every row of their cards."""

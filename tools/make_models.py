@@ -2325,6 +2325,129 @@ def measure_vlm_pope(out: Path = ZOO / "tiny-vlm-pope-shapes", training: dict | 
     return metrics
 
 
+VLM_CHECKPOINTS_RECIPE = {"world_seed": 0, "image_size": 32, "train_scenes": 12000, "bins": 8, "steps": 3200,
+                          "batch_size": 128, "lr": 2e-3, "checkpoints": [25, 50, 100, 200, 400, 800, 1600, 3200],
+                          "seeds": [0, 1, 2], "seed": 0, "threads": 2, "eval_scenes": 300}
+
+CHECKPOINTS_CARD = """# tiny-vlm-checkpoints-shapes
+
+Phase 9's "are emergent abilities a mirage?" needs one model family seen at several sizes of training. One
+LLaVA-style VLM from the zoo parts (the zoo CLIP's tower, frozen; a fresh MLP projector; the zoo GPT with `<box>`,
+`</box>` and `<loc0>`..`<loc{last_bin}>` added) learns grounding only: "where is the red circle?" →
+`<box> <loc1> <loc2> <loc3> <loc5> </box>` ({bins} bins per axis), every object of `World(seed={world_seed})`'s train
+scenes 0..{last_scene} ({rows:,} boxes). Projector and LM together, {steps:,} steps of {batch_size}, LR {lr} one-cycle,
+AdamW; seeds {seeds_text}. The checkpoints of seed {seed} are saved after {checkpoint_text} steps, one folder each
+(`step-0025/` ...), every one a complete `TinyVLM`:
+
+```python
+from utils.vlm import TinyVLM
+vlm = TinyVLM.from_pretrained("data/models/tiny-vlm-checkpoints-shapes/step-0400")
+```
+
+Command: `make models MODEL=tiny-vlm-checkpoints-shapes` ({seconds:.0f} s on a 2-core CPU, {runs} trainings; needs
+tiny-clip-shapes and tiny-gpt-shapes).
+
+## Metrics (every object of val scenes 0..{eval_last}: {n_boxes} boxes)
+`utils.vlm.grounding_token_scores` scores the right box's four `<loc>` tokens teacher-forced;
+`utils.metrics.sequence_scores` turns them into the exact match of the whole box (all four tokens the model's first
+choice: what greedy decoding writes) and the mean log-probability of its tokens. Token accuracy is the share of the
+four that are right. `tests/test_zoo.py` re-measures the shipped checkpoints (seed {seed}):
+
+| step | exact match (whole box) | token accuracy | mean log-prob (nats per token) |
+|---|---|---|---|
+{rows_table}
+
+Over seeds {seeds_text} (lowest–highest):
+
+| step | exact match | token accuracy | mean log-prob |
+|---|---|---|---|
+{seed_rows}
+
+## What it is for
+Exact match is all or nothing: it stays at zero while every token's probability climbs, then rises fast once most
+tokens are right, because a box needs all four (roughly token accuracy to the fourth power). The mean log-probability
+of the same answers improves smoothly from the first checkpoint. Only grounding was trained: do not use these
+checkpoints for anything else.
+"""
+
+
+def checkpoint_scores(model: vlm.TinyVLM, world: World, r: dict = VLM_CHECKPOINTS_RECIPE) -> dict[str, float]:
+    """One checkpoint on every object of the val scenes: exact match of the whole box, token accuracy and mean
+    log-probability of its four ``<loc>`` tokens (``utils.vlm.grounding_token_scores``)."""
+    from utils.metrics import sequence_scores
+
+    logprobs, right = vlm.grounding_token_scores(model, world, "val", r["eval_scenes"], r["bins"])
+    exact, mean_logprob = sequence_scores(logprobs, right)
+    return {"exact": round(exact, 4), "token_accuracy": round(float(right.float().mean()), 4),
+            "mean_logprob": round(mean_logprob, 4)}
+
+
+def make_vlm_checkpoints(out: Path = ZOO / "tiny-vlm-checkpoints-shapes") -> dict:
+    """Train the grounding VLM for every seed, measure it at every checkpoint, save the shipped seed's checkpoints
+    and write the card; returns the metrics."""
+    r = VLM_CHECKPOINTS_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    start = time.perf_counter()
+    world = World(seed=r["world_seed"], image_size=r["image_size"])
+    runs: dict[int, dict] = {}
+    for seed in r["seeds"]:
+        env.seed_everything(seed)
+        model = vlm.build_vlm()
+        vlm.add_grounding_tokens(model.lm, model.tokenizer, r["bins"])
+        images, rows = vlm.grounding_examples(world, "train", r["train_scenes"], r["bins"])
+        with torch.no_grad():
+            features = model.image_features(clip.normalize_images(images))
+        ids, labels = vlm.encode_with_labels(model.tokenizer, [vlm.vqa_prompt(q) for _, q, _, _ in rows],
+                                             [a for _, _, a, _ in rows])
+        runs[seed] = {}
+
+        def checkpoint(n: int, seed: int = seed, model: vlm.TinyVLM = model) -> None:
+            if n in r["checkpoints"]:
+                runs[seed][n] = checkpoint_scores(model, world, r)
+                model.train()
+                print(seed, n, runs[seed][n], flush=True)
+                if seed == r["seed"]:
+                    model.save_pretrained(out / f"step-{n:04d}")
+
+        vlm.train_vlm(model, features, torch.tensor([i for i, *_ in rows]), ids, labels, steps=r["steps"],
+                      params=model.connector_parameters() + list(model.lm.parameters()), batch_size=r["batch_size"],
+                      lr=r["lr"], seed=seed, desc=f"grounding, seed {seed}", on_step=checkpoint)
+    training = {"recipe": r, "seeds": runs, "rows": len(rows), "train_seconds": round(time.perf_counter() - start, 1)}
+    torch.set_num_threads(threads)
+    return measure_vlm_checkpoints(out, training)
+
+
+def measure_vlm_checkpoints(out: Path = ZOO / "tiny-vlm-checkpoints-shapes", training: dict | None = None) -> dict:
+    """Measure the saved checkpoints (``TinyVLM.from_pretrained``); write metrics.json and the card."""
+    training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
+                            if k in ("recipe", "seeds", "rows", "train_seconds")}
+    r = training["recipe"]
+    world = World(seed=r["world_seed"], image_size=r["image_size"])
+    metrics = {str(n): checkpoint_scores(vlm.TinyVLM.from_pretrained(out / f"step-{n:04d}"), world, r)
+               for n in r["checkpoints"]}
+    result = {**training, "metrics": metrics}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    seeds = training["seeds"]
+    keys = ("exact", "token_accuracy", "mean_logprob")
+
+    def spread(n: int, key: str) -> str:
+        values = [run[str(n)][key] if str(n) in run else run[n][key] for run in seeds.values()]
+        return f"{min(values):.3f} to {max(values):.3f}" if key == "mean_logprob" else \
+            f"{min(values):.3f}–{max(values):.3f}"
+
+    _, rows = vlm.grounding_examples(world, "val", r["eval_scenes"], r["bins"])
+    (out / "README.md").write_text(CHECKPOINTS_CARD.format(
+        last_bin=r["bins"] - 1, last_scene=r["train_scenes"] - 1, rows=training["rows"],
+        seeds_text=", ".join(map(str, r["seeds"])), checkpoint_text=", ".join(map(str, r["checkpoints"])),
+        seconds=training["train_seconds"], runs=len(r["seeds"]), eval_last=r["eval_scenes"] - 1, n_boxes=len(rows),
+        rows_table="\n".join(f"| {n:,} | " + " | ".join(f"{m[k]:.3f}" for k in keys) + " |"
+                             for n, m in ((int(n), m) for n, m in metrics.items())),
+        seed_rows="\n".join(f"| {n:,} | " + " | ".join(spread(n, k) for k in keys) + " |" for n in r["checkpoints"]),
+        **r))
+    return metrics
+
+
 MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm-shapes",
           "whisper": "tiny-whisper-shapes", "ctc": "tiny-ctc-shapes", "codec": "tiny-codec-speech",
           "tts": "tiny-tts-speech", "video": "tiny-video-vlm-shapes",
@@ -2332,7 +2455,8 @@ MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm
           "chameleon": "tiny-chameleon-shapes", "ldm": "tiny-ldm-shapes",
           "transfusion": "tiny-transfusion-shapes", "vlm-draws": "tiny-vlm-draws-shapes",
           "two-encoders": "tiny-two-encoders-shapes", "crawl-clips": "tiny-crawl-clips-shapes",
-          "vlm-curriculum": "tiny-vlm-curriculum-shapes", "vlm-pope": "tiny-vlm-pope-shapes"}  # in training order
+          "vlm-curriculum": "tiny-vlm-curriculum-shapes", "vlm-pope": "tiny-vlm-pope-shapes",
+          "vlm-checkpoints": "tiny-vlm-checkpoints-shapes"}  # in training order
 
 
 def selected(args: list[str]) -> list[str]:
@@ -2351,6 +2475,7 @@ if __name__ == "__main__":
               "tubelet": make_tubelet_vlm, "vqvae": make_vqvae,
               "chameleon": make_chameleon, "ldm": make_ldm, "transfusion": make_transfusion,
               "vlm-draws": make_vlm_draws, "two-encoders": make_two_encoders, "crawl-clips": make_crawl_clips,
-              "vlm-curriculum": make_vlm_curriculum, "vlm-pope": make_vlm_pope}
+              "vlm-curriculum": make_vlm_curriculum, "vlm-pope": make_vlm_pope,
+              "vlm-checkpoints": make_vlm_checkpoints}
     for name in selected(sys.argv[1:]):
         print(f"{MODELS[name]}:", makers[name]())
