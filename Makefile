@@ -22,10 +22,11 @@ help:  ## List the targets
 	@echo "Multimodal Learning, from Beginner to Advanced"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt constraints.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_ENV) $(BIN)/python -m pip install --quiet pip==26.3
 	$(PIP_ENV) $(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PIP_ENV) $(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt -c constraints.txt
 	$(PIP_ENV) $(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
 	mkdir -p $(VENV)/share/jupyter/lab/settings/overrides.d $(VENV)/etc/jupyter

@@ -22,6 +22,12 @@ def test_nothing_to_install_when_everything_is_there():
     assert colab.install_command(is_installed=lambda name: True) == []
 
 
+def test_lmms_eval_is_installed_without_its_dependencies():
+    cmd = colab.no_deps_command(is_installed=lambda name: False)
+    assert "--no-deps" in cmd and "lmms-eval==0.7.3" in cmd and not any(a.startswith("wandb") for a in cmd)
+    assert colab.no_deps_command(is_installed=lambda name: True) == []
+
+
 def test_bootstrap_cell_on_fake_colab(monkeypatch):
     """Run the stamped cell with a fake `google.colab` module and record the commands it would run."""
     calls = []

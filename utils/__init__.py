@@ -20,7 +20,8 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
 * ``text``       BPE, a caption tokenizer, the next-token loss (Phase 0)
 * ``lm``         a tiny GPT-2 caption model (Phase 0)
 * ``metrics``    Recall@K (and in blocks), per-kind accuracy, box IoU, word error rate, results tables, PSNR,
-                 POPE's yes/no numbers, bootstrap intervals and paired comparisons, corpus BLEU (Phases 1, 4–9)
+                 POPE's yes/no numbers, bootstrap intervals and paired comparisons, corpus BLEU, CLIPScore, exact
+                 match against mean log-probability (Phases 1, 4–9)
 * ``vision``     images and video as token sequences (patches, tubelets), a tiny ViT, a small CNN (Phases 0, 2)
 * ``audio``      the audio front end: batched waveforms, mel spectrograms, spectrogram tokens, a spectrogram CNN
                  (Phases 2-3), audio players (Phase 6)
@@ -70,7 +71,11 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  instruction data (the yes-bias), preference pairs from the scene graph, the DPO loss and a run
                  (Phase 8)
 * ``evaluation`` benchmarks built from the world: POPE's random, popular and adversarial splits over the class
-                 frequencies and co-occurrences of a reference set (Phase 9)
+                 frequencies and co-occurrences of a reference set, a suite's per-example outcomes, shifts of the
+                 world, prompt templates and answer rules, a judge in both orders, n-gram contamination search and
+                 planted copies (Phase 9)
+* ``harness``    the course's benchmarks as lmms-eval tasks over local files and a TinyVLM as an lmms-eval model,
+                 run offline (Phase 9)
 * ``colab``      installs what Colab lacks (Phase 0)
 """
 from . import attention, embeddings, env, lm, plots, text, train, vision, world  # light, always loaded

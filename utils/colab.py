@@ -62,13 +62,23 @@ def install_command(requirements: list[str] | None = None,
     return [sys.executable, "-m", "pip", "install", "--quiet", "-c", str(constraints), *missing]
 
 
+def no_deps_command(requirements: list[str] | None = None,
+                    is_installed: Callable[[str], bool] = _installed) -> list[str]:
+    """The pip command for what ``requirements-nodeps.txt`` lists and Colab lacks, installed without its own
+    dependencies (lmms-eval: the course's path needs only what requirements.txt already adds). Empty when nothing is
+    missing."""
+    wanted = read_requirements(REPO_ROOT / "requirements-nodeps.txt") if requirements is None else requirements
+    missing = [r for r in wanted if not is_installed(_name(r))]
+    return [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *missing] if missing else []
+
+
 def main() -> None:
     """Install what Colab lacks (run by the setup cell as ``python -m utils.colab``)."""
-    cmd = install_command()
-    if cmd:
+    commands = [c for c in (install_command(), no_deps_command()) if c]
+    for cmd in commands:
         print("Installing what Colab lacks:", " ".join(a for a in cmd if "==" in a))
         subprocess.run(cmd, check=True)
-    else:
+    if not commands:
         print("Colab already has every package the course needs.")
 
 
