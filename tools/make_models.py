@@ -244,9 +244,9 @@ unfrozen tower; a 4-layer LM (the zoo GPT with two new blocks, stopped at 3,000 
 
 ## Limits
 Only the shapes world at 32×32. {limits}
-It does not caption: after the bare `<image>` prompt it writes nothing, because stage 2 trains on questions only and its captioning from
-stage 1 is gone (Phase 9's suite measures caption object recall 0.000; Phase 8's curriculum shows the same
-forgetting and the data mix that avoids it).
+It does not caption: after the bare `<image>` prompt it writes nothing, because stage 2 trains on questions
+only and its captioning from stage 1 is gone (Phase 9's suite measures caption object recall 0.000; Phase 8's
+curriculum shows the same forgetting and the data mix that avoids it).
 """
 
 
