@@ -19,9 +19,12 @@ run, so the adapter overrides it. lmms-eval is installed without its optional de
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -140,10 +143,15 @@ def evaluate_tasks(vlm: TinyVLM, task_dir: str | Path, tasks: Sequence[str] = TA
 
     before = os.environ.get("LMMS_EVAL_DATASETS_CACHE")
     os.environ["LMMS_EVAL_DATASETS_CACHE"] = str(Path(task_dir) / ".cache")   # the datasets cache, beside the tasks
+    chatter = io.StringIO()   # lmms-eval's progress bars (on stderr), shown only if the run fails
     try:
-        manager = TaskManager("WARNING", include_path=str(task_dir), include_defaults=False)
-        return simple_evaluate(model=TinyVLMLmms(vlm), tasks=list(tasks), task_manager=manager, limit=limit,
-                               bootstrap_iters=0, log_samples=True, verbosity="WARNING")
+        with contextlib.redirect_stderr(chatter):
+            manager = TaskManager("WARNING", include_path=str(task_dir), include_defaults=False)
+            return simple_evaluate(model=TinyVLMLmms(vlm), tasks=list(tasks), task_manager=manager, limit=limit,
+                                   bootstrap_iters=0, log_samples=True, verbosity="WARNING")
+    except Exception:
+        sys.stderr.write(chatter.getvalue())
+        raise
     finally:
         if before is None:
             os.environ.pop("LMMS_EVAL_DATASETS_CACHE", None)

@@ -657,8 +657,9 @@ def _check_sequence_scores(fn) -> str:
     want = (float(_RIGHT.all(1).mean()), float(_LOGPROBS.mean(1).mean()))
     if np.allclose(got, want, atol=1e-9):
         require_properties(_sequence_probes(fn))
-        return (f"exact match {got[0]:.3f} (2 of 6 boxes), mean log-probability {got[1]:.3f} nats per token: the "
-                "first ignores how close the other four came, the second does not.")
+        return (f"exact match {got[0]:.3f} (2 of 6 boxes), mean log-probability {got[1]:.3f} nats per token: exact "
+                "match ignores that three of the other four boxes had most of their tokens right; the log-probability "
+                "does not.")
     exact, mean = want
     mistakes = [
         (lambda g: np.isclose(g[0], mean) and np.isclose(g[1], exact),
@@ -670,7 +671,7 @@ def _check_sequence_scores(fn) -> str:
          "an answer counted as a match when *any* of its tokens is right; it must be *all* of them."),
         (lambda g: np.isclose(g[1], _LOGPROBS.sum(1).mean()),
          "that is the log-probability of the whole answer (the sum over its tokens); average over the tokens "
-         "instead, so the score is per token and answers of different lengths compare."),
+         "instead: the score is per token (nats per token)."),
         (lambda g: np.isclose(g[1], -mean),
          "the sign is flipped: a log-probability is at most 0, and a better model has a higher (closer to 0) one."),
         (lambda g: np.isclose(g[1], np.exp(_LOGPROBS).mean()) or np.isclose(g[1], np.exp(mean)),
