@@ -587,7 +587,6 @@ class TextReader(nn.Module):
 
 
 @torch.no_grad()
-@torch.no_grad()
 def target_token_logprobs(vlm: TinyVLM, features: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
                           batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Teacher-forced scores of each labelled token of ``input_ids`` (from :func:`encode_with_labels`) given its
