@@ -2393,7 +2393,7 @@ def make_vlm_checkpoints(out: Path = ZOO / "tiny-vlm-checkpoints-shapes") -> dic
     torch.set_num_threads(r["threads"])
     start = time.perf_counter()
     world = World(seed=r["world_seed"], image_size=r["image_size"])
-    runs: dict[int, dict] = {}
+    runs: dict[int, dict[str, dict]] = {}   # seed -> step (a string, as metrics.json keeps it) -> scores
     for seed in r["seeds"]:
         env.seed_everything(seed)
         model = vlm.build_vlm()
@@ -2407,9 +2407,9 @@ def make_vlm_checkpoints(out: Path = ZOO / "tiny-vlm-checkpoints-shapes") -> dic
 
         def checkpoint(n: int, seed: int = seed, model: vlm.TinyVLM = model) -> None:
             if n in r["checkpoints"]:
-                runs[seed][n] = checkpoint_scores(model, world, r)
+                runs[seed][str(n)] = checkpoint_scores(model, world, r)
                 model.train()
-                print(seed, n, runs[seed][n], flush=True)
+                print(seed, n, runs[seed][str(n)], flush=True)
                 if seed == r["seed"]:
                     model.save_pretrained(out / f"step-{n:04d}")
 
@@ -2435,7 +2435,7 @@ def measure_vlm_checkpoints(out: Path = ZOO / "tiny-vlm-checkpoints-shapes", tra
     keys = ("exact", "token_accuracy", "mean_logprob")
 
     def spread(n: int, key: str) -> str:
-        values = [run[str(n)][key] if str(n) in run else run[n][key] for run in seeds.values()]
+        values = [run[str(n)][key] for run in seeds.values()]
         return f"{min(values):.3f} to {max(values):.3f}" if key == "mean_logprob" else \
             f"{min(values):.3f}–{max(values):.3f}"
 
