@@ -44,14 +44,16 @@ screens, the noisy web crawl, environments for agents):
 * ``video``          ``VideoWorld``: clips of shapes moving in one of four directions (Phase 2), all of them or one
                      while the others stay still (Phase 6)
 * ``speech``         the spoken words of data/speech/: ``load_speech``, ``voice_split``, ``WORDS`` (Phase 2)
+* ``reach``          ``ShapesReach``: a gymnasium environment, move a gripper to the named object, and its scripted
+                     expert (Phase 10)
 * ``crawl``          ``Crawl``: a noisy web crawl of image–alt-text records with every defect labelled (duplicates,
                      thumbnails, banners, watermarks, an unsafe stand-in, generic or wrong alt text; Phase 8;
                      datasheet: docs/datasheets/shapes-crawl.md)
 
 Everything public of the image world is re-exported here, so ``from utils.world import World, caption`` is the way
-to import it. ``video``, ``speech`` and ``crawl`` are imported as modules (``from utils.world import crawl``):
-``import utils.world`` does not load them (speech needs soundfile and the files in data/speech/; the other two are
-worlds of their own built on the image world).
+to import it. ``video``, ``speech``, ``crawl`` and ``reach`` are imported as modules (``from utils.world import
+crawl``): ``import utils.world`` does not load them (speech needs soundfile and the files in data/speech/, reach needs
+gymnasium; video and crawl are worlds of their own built on the image world).
 """
 from __future__ import annotations
 

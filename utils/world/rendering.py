@@ -34,15 +34,20 @@ def render(scene: Scene, image_size: int = 64, background: tuple[int, int, int] 
     check_image_size(image_size)
     big = image_size * SUPERSAMPLE
     canvas = Image.new("RGB", (big, big), background)
-    draw = ImageDraw.Draw(canvas)
+    draw_objects(ImageDraw.Draw(canvas), scene, big)
+    return np.array(canvas.reduce(SUPERSAMPLE))  # a writable copy
+
+
+def draw_objects(draw: ImageDraw.ImageDraw, scene: Scene, scale: float) -> None:
+    """Draw a scene's objects onto a PIL canvas ``scale`` pixels wide (what :func:`render` does before it reduces;
+    the environments of Phase 10 draw more on top)."""
     for obj in scene.objects:
         fill = COLOR_RGB[obj.color]
-        poly = polygon(obj, big)
+        poly = polygon(obj, scale)
         if poly is None:
-            cx, cy, h = obj.x * big, obj.y * big, obj.half * big
+            cx, cy, h = obj.x * scale, obj.y * scale, obj.half * scale
             draw.ellipse((cx - h, cy - h, cx + h, cy + h), fill=fill)
         else:
             draw.polygon(poly, fill=fill)
-    return np.array(canvas.reduce(SUPERSAMPLE))  # a writable copy
 
 
