@@ -462,3 +462,23 @@ def test_video_vlms_load_offline_and_meet_their_cards(name):
         assert full["mover"] >= 0.85
         one_frame = next(r for r in rows if r["time"] == 8 and r["space"] == 1)
         assert one_frame["direction"] <= 0.55 and one_frame["mover"] >= 0.9  # the axis but not the sign; the smear
+
+
+def test_vlas_load_offline_and_meet_their_card():
+    """Phase 10's VLAs re-measured closed-loop on the card's episodes (each arm and both baselines), and over every
+    training seed: the VLAs act (far above a random policy) and follow an instruction naming a held-out class."""
+    import make_models  # tools/ is on sys.path (tests/conftest.py)
+
+    path = ZOO / "tiny-vla-shapes"
+    card = json.loads((path / "metrics.json").read_text())
+    r = card["recipe"]
+    for name, policy in make_models.vla_policies(path).items():
+        got = make_models.vla_scores(policy, r)
+        for key, want in card["metrics"][name].items():
+            assert got[key] == pytest.approx(want, abs=0.02), (name, key)
+    assert card["metrics"]["random"]["success"] < 0.2 and card["metrics"]["expert"]["success"] == 1.0
+    for arm, runs in card["seeds"].items():
+        assert len(runs) == len(r["seeds"]), arm
+        assert min(run["success"] for run in runs.values()) > 0.75, arm
+        assert min(run["heldout_success"] for run in runs.values()) > 0.7, arm
+    assert f"{card['metrics']['tokens']['success']:.3f}" in (path / "README.md").read_text()

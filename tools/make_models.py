@@ -2451,6 +2451,160 @@ def measure_vlm_checkpoints(out: Path = ZOO / "tiny-vlm-checkpoints-shapes", tra
     return metrics
 
 
+VLA_RECIPE = {"demo_episodes": 3000, "noise": 0.5, "steps": 2000, "batch_size": 128, "lr": 2e-3,
+              "seeds": [0, 1, 2], "seed": 0, "threads": 2, "eval_split": "test", "eval_episodes": 200,
+              "heldout_target": ["red", "triangle"], "heldout_episodes": 100, "image_size": 32, "max_steps": 12,
+              "step_size": 0.12}
+VLA_ARMS = {"tokens": {"head": "tokens", "noise": True}, "regression": {"head": "regression", "noise": True},
+            "tokens-clean": {"head": "tokens", "noise": False}}
+
+VLA_CARD = """# tiny-vla-shapes
+
+Phase 10's vision-language-action models: the zoo VLM (`tiny-vlm-shapes`) fine-tuned by imitation to move a gripper
+to the object an instruction names, in `utils.world.reach.ShapesReach` (a `gymnasium` environment: a 32-px scene of 2–3
+objects with a dark cross on top; "move to the blue square"; an action is a move (dx, dy) in [-1, 1]², {step_size}
+image widths per unit; success when the cross's centre is inside the target's box; at most {max_steps} moves).
+
+Three arms, each a complete model in its own folder:
+
+| arm | output | demonstrations |
+|---|---|---|
+| `tokens/` | two action tokens, `<act0>`..`<act255>` (256 bins per dimension, as RT-2, OpenVLA) | with noise |
+| `regression/` | a linear head on the LM's last hidden state, tanh, mean squared error | with noise |
+| `tokens-clean/` | as `tokens/` | without noise |
+
+```python
+from utils import vla
+token_vla = vla.TinyVLM.from_pretrained("data/models/tiny-vla-shapes/tokens")     # act with vla.TokenPolicy
+regression_vla = vla.load_regression_vla("data/models/tiny-vla-shapes/regression")  # act with vla.RegressionPolicy
+```
+
+## Training
+- Demonstrations: the scripted expert (`utils.world.reach.expert_action`: towards the target's centre) in train
+  episodes 0..{last_episode} ({n_demos:,} observation–action pairs with noise, {n_clean:,} without). "With noise":
+  the move executed is the expert's plus Gaussian noise (σ = {noise}) while the label stays the expert's (DART), so
+  the data shows how to come back from off-course states. Train scenes never contain a red triangle.
+- Each arm: projector and LM (and the head) from the zoo VLM, {steps:,} steps of {batch_size}, AdamW, one-cycle LR
+  {lr}; the tower stays frozen. Seeds {seeds_text}; seed {seed} is shipped.
+- Command: `make models MODEL=tiny-vla-shapes` ({seconds:.0f} s on a 2-core CPU, {runs} trainings; needs
+  tiny-vlm-shapes).
+
+## Metrics: closed-loop success (`utils.vla.rollout`; `tests/test_zoo.py` re-measures the shipped seed)
+{eval_episodes} {eval_split} episodes (seeds 0..{eval_last}), and {heldout_episodes} {eval_split} episodes whose
+instruction names the held-out {heldout_name}:
+
+| policy | success | mean moves | success, {heldout_name} |
+|---|---|---|---|
+{rows}
+
+Over seeds {seeds_text} (lowest–highest success):
+
+| arm | success | success, {heldout_name} |
+|---|---|---|
+{seed_rows}
+
+## Limits
+One task (reach), one instruction template, one gripper, no physics; the images are 32 px. The expert is
+deterministic and its action unimodal, which favours regression; a task with several right actions would not.
+"""
+
+
+def vla_episodes(r: dict = VLA_RECIPE) -> dict[str, list[int]]:
+    """The evaluation episodes: test seeds 0..n-1, and the first test seeds whose target is the held-out class."""
+    from utils.world.reach import seeds_with_target
+
+    kwargs = {"image_size": r["image_size"], "max_steps": r["max_steps"], "step_size": r["step_size"]}
+    return {"all": list(range(r["eval_episodes"])),
+            "heldout": seeds_with_target(r["eval_split"], *r["heldout_target"], r["heldout_episodes"], **kwargs)}
+
+
+def vla_scores(policy, r: dict = VLA_RECIPE) -> dict[str, float]:
+    """Closed-loop success and mean moves of ``policy`` on the card's episodes."""
+    from utils import vla
+
+    kwargs = {"image_size": r["image_size"], "max_steps": r["max_steps"], "step_size": r["step_size"]}
+    episodes = vla_episodes(r)
+    every = vla.rollout(policy, r["eval_split"], episodes["all"], **kwargs)
+    held = vla.rollout(policy, r["eval_split"], episodes["heldout"], **kwargs)
+    return {"success": round(float(every.success.mean()), 4), "moves": round(float(every.steps.mean()), 3),
+            "heldout_success": round(float(held.success.mean()), 4)}
+
+
+def vla_policies(out: Path) -> dict:
+    """The shipped arms as policies, plus the random and expert baselines."""
+    from utils import vla
+
+    return {"tokens": vla.TokenPolicy(vla.TinyVLM.from_pretrained(out / "tokens")),
+            "regression": vla.RegressionPolicy(vla.load_regression_vla(out / "regression")),
+            "tokens-clean": vla.TokenPolicy(vla.TinyVLM.from_pretrained(out / "tokens-clean")),
+            "random": vla.random_policy(0), "expert": vla.ExpertPolicy()}
+
+
+def make_vla(out: Path = ZOO / "tiny-vla-shapes") -> dict:
+    """Train every arm for every seed, save the shipped seed's arms, measure and write the card."""
+    from utils import vla
+
+    r = VLA_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    start = time.perf_counter()
+    kwargs = {"image_size": r["image_size"], "max_steps": r["max_steps"], "step_size": r["step_size"]}
+    demos = {True: vla.collect_demonstrations("train", r["demo_episodes"], noise=r["noise"], seed=0, **kwargs),
+             False: vla.collect_demonstrations("train", r["demo_episodes"], noise=0.0, seed=0, **kwargs)}
+    features = {k: vla.image_batch_features(vla.build_vla(), d.images) for k, d in demos.items()}
+    runs: dict[str, dict[str, dict]] = {arm: {} for arm in VLA_ARMS}
+    for seed in r["seeds"]:
+        for arm, spec in VLA_ARMS.items():
+            env.seed_everything(seed)
+            d, f = demos[spec["noise"]], features[spec["noise"]]
+            if spec["head"] == "tokens":
+                model = vla.build_vla()
+                vla.train_token_vla(model, d, f, steps=r["steps"], batch_size=r["batch_size"], lr=r["lr"], seed=seed)
+                policy = vla.TokenPolicy(model.eval())
+            else:
+                model = vla.RegressionVLA(vla.build_vla())
+                vla.train_regression_vla(model, d, f, steps=r["steps"], batch_size=r["batch_size"], lr=r["lr"],
+                                         seed=seed)
+                policy = vla.RegressionPolicy(model.eval())
+            runs[arm][str(seed)] = vla_scores(policy, r)
+            print(arm, seed, runs[arm][str(seed)], flush=True)
+            if seed == r["seed"]:
+                if spec["head"] == "tokens":
+                    model.save_pretrained(out / arm)
+                else:
+                    vla.save_regression_vla(model, out / arm)
+    training = {"recipe": r, "seeds": runs, "demos": len(demos[True]), "demos_clean": len(demos[False]),
+                "train_seconds": round(time.perf_counter() - start, 1)}
+    torch.set_num_threads(threads)
+    return measure_vla(out, training)
+
+
+def measure_vla(out: Path = ZOO / "tiny-vla-shapes", training: dict | None = None) -> dict:
+    """Roll out the saved arms and the baselines; write metrics.json and the card."""
+    training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
+                            if k in ("recipe", "seeds", "demos", "demos_clean", "train_seconds")}
+    r = training["recipe"]
+    metrics = {name: vla_scores(policy, r) for name, policy in vla_policies(out).items()}
+    (out / "metrics.json").write_text(json.dumps({**training, "metrics": metrics}, indent=1) + "\n")
+    heldout_name = " ".join(r["heldout_target"])
+    seeds = training["seeds"]
+
+    def spread(arm: str, key: str) -> str:
+        values = [run[key] for run in seeds[arm].values()]
+        return f"{min(values):.3f}–{max(values):.3f}"
+
+    (out / "README.md").write_text(VLA_CARD.format(
+        last_episode=r["demo_episodes"] - 1, n_demos=training["demos"], n_clean=training["demos_clean"],
+        seeds_text=", ".join(map(str, r["seeds"])), seconds=training["train_seconds"],
+        runs=len(r["seeds"]) * len(VLA_ARMS), eval_last=r["eval_episodes"] - 1, heldout_name=heldout_name,
+        rows="\n".join(f"| {name} | {m['success']:.3f} | {m['moves']:.2f} | {m['heldout_success']:.3f} |"
+                       for name, m in metrics.items()),
+        seed_rows="\n".join(f"| {arm} | {spread(arm, 'success')} | {spread(arm, 'heldout_success')} |"
+                            for arm in VLA_ARMS),
+        **r))
+    return metrics
+
+
 MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm-shapes",
           "whisper": "tiny-whisper-shapes", "ctc": "tiny-ctc-shapes", "codec": "tiny-codec-speech",
           "tts": "tiny-tts-speech", "video": "tiny-video-vlm-shapes",
@@ -2459,7 +2613,7 @@ MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm
           "transfusion": "tiny-transfusion-shapes", "vlm-draws": "tiny-vlm-draws-shapes",
           "two-encoders": "tiny-two-encoders-shapes", "crawl-clips": "tiny-crawl-clips-shapes",
           "vlm-curriculum": "tiny-vlm-curriculum-shapes", "vlm-pope": "tiny-vlm-pope-shapes",
-          "vlm-checkpoints": "tiny-vlm-checkpoints-shapes"}  # in training order
+          "vlm-checkpoints": "tiny-vlm-checkpoints-shapes", "vla": "tiny-vla-shapes"}  # in training order
 
 
 def selected(args: list[str]) -> list[str]:
@@ -2479,6 +2633,6 @@ if __name__ == "__main__":
               "chameleon": make_chameleon, "ldm": make_ldm, "transfusion": make_transfusion,
               "vlm-draws": make_vlm_draws, "two-encoders": make_two_encoders, "crawl-clips": make_crawl_clips,
               "vlm-curriculum": make_vlm_curriculum, "vlm-pope": make_vlm_pope,
-              "vlm-checkpoints": make_vlm_checkpoints}
+              "vlm-checkpoints": make_vlm_checkpoints, "vla": make_vla}
     for name in selected(sys.argv[1:]):
         print(f"{MODELS[name]}:", makers[name]())
