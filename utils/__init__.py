@@ -8,7 +8,8 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  CPU kernel levels, the environment check (Phase 0)
 * ``world``      the shapes world, a package with one module per part: scenes, rendering, captions and QA,
                  depth, rendered text, the dataset, display (Phase 0), video clips and spoken words (Phase 2),
-                 spoken phrases and accented speech (Phase 6); later phases add their modalities there
+                 spoken phrases and accented speech (Phase 6), a gymnasium environment for a gripper (Phase 10);
+                 later phases add their modalities there
 * ``checks``     ``check("0.3", fn)`` self-checks and ``hint("0.3")`` hint ladders, one module per phase, shared
                  helpers (mistakes, shapes, property probes) in ``checks.oracles`` (Phase 0)
 * ``progress``   ``python -m utils.progress``: a learner's notebooks run headless, ✓/✗/not attempted per exercise,
@@ -76,6 +77,12 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  planted copies (Phase 9)
 * ``harness``    the course's benchmarks as lmms-eval tasks over local files and a TinyVLM as an lmms-eval model,
                  run offline (Phase 9)
+* ``vla``        vision-language-action models: actions as 256 bin tokens, expert demonstrations (with DART's
+                 noise), imitation with action tokens or a regression head, closed-loop rollouts (Phase 10)
+* ``efficient``  efficient inference: FastV's attention-ranked image tokens dropped inside the zoo VLM's LM, block
+                 by block (Phase 10)
+* ``safety``     adversarial images: PGD against the zoo CLIP's zero-shot head, bit-depth squeezing and an adaptive
+                 attack through it (Phase 10)
 * ``colab``      installs what Colab lacks (Phase 0)
 """
 from . import attention, embeddings, env, lm, plots, text, train, vision, world  # light, always loaded
