@@ -81,6 +81,8 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  noise), imitation with action tokens or a regression head, closed-loop rollouts (Phase 10)
 * ``efficient``  efficient inference: FastV's attention-ranked image tokens dropped inside the zoo VLM's LM, block
                  by block (Phase 10)
+* ``interpret``  interpretability on the zoo VLM: scene pairs differing in one colour, the logit lens at the
+                 answer position, activation patching of image tokens (Phase 10)
 * ``safety``     adversarial images: PGD against the zoo CLIP's zero-shot head, bit-depth squeezing and an adaptive
                  attack through it (Phase 10)
 * ``colab``      installs what Colab lacks (Phase 0)
