@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .vlm import TinyVLM, encode_prompts, vqa_prompt
+from .vlm import TinyVLM, encode_prompts, splice_image_tokens, vqa_prompt
 from .world import COLORS, Obj, Scene, render
 
 
@@ -80,8 +80,7 @@ def answer_states(vlm: TinyVLM, features: torch.Tensor, questions: Sequence[str]
 
 
 def _spliced_mask(vlm: TinyVLM, embeds: torch.Tensor, ids: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
-    from .vlm import splice_image_tokens
-
+    """The attention mask of the spliced sequence: the text's, with 1 for every image token."""
     ones = torch.ones(len(ids), vlm.n_image_out(embeds, ids), 1)
     return splice_image_tokens(att[..., None].float(), ids, ones, vlm.image_token_id)[..., 0].long()
 

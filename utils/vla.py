@@ -13,23 +13,35 @@ action tokens, and at run time its generated tokens are mapped back to bin centr
     result = rollout(TokenPolicy(vla), "test", range(200))  # closed loop: success rate over 200 episodes
 
 :class:`RegressionPolicy` is the other way to output an action: a linear head on the LM's last hidden state
-trained with the mean squared error (what RT-1 avoided and diffusion/flow policies later revisited).
-:func:`action_to_bins` and :func:`bins_to_action` are the references of Exercise 10.1.
+trained with the mean squared error (RT-1 and RT-2 discretised instead; OpenVLA-OFT went back to a regression head,
+with an L1 loss). :func:`action_to_bins`, :func:`bins_to_action` and :func:`run_episode` are the references of
+Exercises 10.1, 10.2 and 10.3.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
 from . import env
 from .clip import normalize_images
 from .train import adamw_one_cycle, infinite_batches, train, update
-from .vlm import IMAGE_TOKEN, ZOO_VLM, TinyVLM, encode_prompts, encode_with_labels, extend_vocabulary, train_vlm
+from .vlm import (
+    IMAGE_TOKEN,
+    ZOO_VLM,
+    TinyVLM,
+    encode_prompts,
+    encode_with_labels,
+    extend_vocabulary,
+    splice_image_tokens,
+    train_vlm,
+)
 from .world.reach import ShapesReach, expert_action
 
 ACTION_BINS = 256          # per action dimension, as RT-2 and OpenVLA
@@ -159,8 +171,6 @@ def last_hidden(vlm: TinyVLM, features: torch.Tensor, prompts: Sequence[str]) ->
     embeds = vlm.embed(features.to(vlm.device), ids)
     n_image = vlm.n_image_out(embeds, ids)
     ones = torch.ones(len(ids), n_image, 1, device=ids.device)
-    from .vlm import splice_image_tokens
-
     mask = splice_image_tokens(att[..., None].float(), ids, ones, vlm.image_token_id)[..., 0]
     hidden = vlm.lm.transformer(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
     last = att.sum(1) - 1 + n_image - 1
@@ -182,20 +192,12 @@ class RegressionVLA(nn.Module):
 
 def save_regression_vla(model: RegressionVLA, path) -> None:
     """The VLM's parts (:meth:`TinyVLM.save_pretrained`) plus ``head.safetensors``."""
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-
     model.vlm.save_pretrained(path)
     save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, Path(path) / "head.safetensors")
 
 
 def load_regression_vla(path) -> RegressionVLA:
     """Reassemble a saved :class:`RegressionVLA`."""
-    from pathlib import Path
-
-    from safetensors.torch import load_file
-
     model = RegressionVLA(TinyVLM.from_pretrained(path))
     model.head.load_state_dict(load_file(Path(path) / "head.safetensors"))
     return model.eval()
