@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .vlm import TinyVLM, encode_prompts, splice_image_tokens, vqa_prompt
+from .vlm import TinyVLM, encode_prompts, vqa_prompt
 from .vqa import ANSWERS
 
 
@@ -61,8 +61,7 @@ def pruned_answer_scores(vlm: TinyVLM, features: torch.Tensor, questions: Sequen
     embeds = vlm.embed(features.to(vlm.device), ids)
     B, N = len(ids), vlm.n_image_out(embeds, ids)
     start = (ids == vlm.image_token_id).float().argmax(1)                        # where each row's image begins
-    ones = torch.ones(B, N, 1, device=ids.device)
-    att = splice_image_tokens(att[..., None].float(), ids, ones, vlm.image_token_id)[..., 0].long()
+    att = vlm.spliced_mask(embeds, ids, att).long()
     T = embeds.shape[1]
     hidden = embeds + lm.transformer.wpe(torch.arange(T, device=ids.device))[None]
     last = att.sum(1) - 1

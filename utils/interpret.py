@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .vlm import TinyVLM, encode_prompts, splice_image_tokens, vqa_prompt
+from .vlm import TinyVLM, encode_prompts, vqa_prompt
 from .world import COLORS, Obj, Scene, render
 
 
@@ -73,16 +73,10 @@ def answer_states(vlm: TinyVLM, features: torch.Tensor, questions: Sequence[str]
     norm)."""
     ids, att = encode_prompts(vlm.tokenizer, [vqa_prompt(q) for q in questions])
     embeds = vlm.embed(features.to(vlm.device), ids.to(vlm.device))
-    out = vlm.lm(inputs_embeds=embeds, attention_mask=_spliced_mask(vlm, embeds, ids, att),
+    out = vlm.lm(inputs_embeds=embeds, attention_mask=vlm.spliced_mask(embeds, ids, att).long(),
                  output_hidden_states=True)
     last = att.sum(1) - 1 + vlm.n_image_out(embeds, ids) - 1
     return torch.stack([h[torch.arange(len(ids)), last] for h in out.hidden_states])
-
-
-def _spliced_mask(vlm: TinyVLM, embeds: torch.Tensor, ids: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
-    """The attention mask of the spliced sequence: the text's, with 1 for every image token."""
-    ones = torch.ones(len(ids), vlm.n_image_out(embeds, ids), 1)
-    return splice_image_tokens(att[..., None].float(), ids, ones, vlm.image_token_id)[..., 0].long()
 
 
 @torch.no_grad()

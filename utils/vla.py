@@ -39,7 +39,6 @@ from .vlm import (
     encode_prompts,
     encode_with_labels,
     extend_vocabulary,
-    splice_image_tokens,
     train_vlm,
 )
 from .world.reach import ShapesReach, expert_action
@@ -170,8 +169,7 @@ def last_hidden(vlm: TinyVLM, features: torch.Tensor, prompts: Sequence[str]) ->
     ids, att = ids.to(vlm.device), att.to(vlm.device).long()
     embeds = vlm.embed(features.to(vlm.device), ids)
     n_image = vlm.n_image_out(embeds, ids)
-    ones = torch.ones(len(ids), n_image, 1, device=ids.device)
-    mask = splice_image_tokens(att[..., None].float(), ids, ones, vlm.image_token_id)[..., 0]
+    mask = vlm.spliced_mask(embeds, ids, att)
     hidden = vlm.lm.transformer(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
     last = att.sum(1) - 1 + n_image - 1
     return hidden[torch.arange(len(ids), device=hidden.device), last]

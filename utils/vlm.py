@@ -201,9 +201,13 @@ class TinyVLM(nn.Module):
     def forward(self, features: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits over the spliced sequence (B, T - 1 + N, V). ``features`` are grid tokens (image_features)."""
         embeds = self.embed(features, input_ids)
-        ones = torch.ones(len(input_ids), self.n_image_out(embeds, input_ids), 1, device=input_ids.device)
-        mask = splice_image_tokens(attention_mask[..., None].float(), input_ids, ones, self.image_token_id)[..., 0]
-        return self.lm(inputs_embeds=embeds, attention_mask=mask).logits
+        return self.lm(inputs_embeds=embeds, attention_mask=self.spliced_mask(embeds, input_ids, attention_mask)).logits
+
+    def spliced_mask(self, spliced: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                     ) -> torch.Tensor:
+        """The attention mask of a spliced sequence (B, T - 1 + N): the text's mask, with 1 for every image token."""
+        ones = torch.ones(len(input_ids), self.n_image_out(spliced, input_ids), 1, device=input_ids.device)
+        return splice_image_tokens(attention_mask[..., None].float(), input_ids, ones, self.image_token_id)[..., 0]
 
     @staticmethod
     def n_image_out(spliced: torch.Tensor, input_ids: torch.Tensor) -> int:
