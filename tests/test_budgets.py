@@ -19,6 +19,30 @@ def test_over_budget_names_the_notebook_and_the_reason():
     assert budgets.over_budget({"/x/ok.ipynb": {"seconds": 10.0, "peak_memory": 1e9}}) == []
 
 
+def test_a_slow_host_stretches_the_time_budget_by_its_measured_slowdown_within_a_cap(monkeypatch):
+    monkeypatch.delenv("COURSE_BUDGET_CALIBRATE", raising=False)
+    ref, cap = budgets.REFERENCE_PROBE_SECONDS, budgets.MAX_HOST_SLOWDOWN
+    assert budgets.host_factor([]) == 1.0
+    assert budgets.host_factor([ref * 0.5, ref * 0.7]) == 1.0            # a fast host never tightens the budget
+    assert budgets.host_factor([ref * 1.2, ref * 1.4]) == pytest.approx(1.3)  # the median of the probes
+    assert budgets.host_factor([ref * 5]) == cap                          # however slow, at most the cap
+    limit = budgets.MAX_SECONDS
+    slow = {"seconds": limit * 1.2, "peak_memory": 1e9}
+    assert budgets.over_budget({"/x/a.ipynb": {**slow, "probes": [ref * 1.3] * 2}}) == []
+    bad = budgets.over_budget({"/x/a.ipynb": {**slow, "probes": [ref] * 2}})
+    assert bad and "a.ipynb" in bad[0]
+    too_slow = {"seconds": limit * cap * 1.05, "peak_memory": 1e9, "probes": [ref * 3] * 2}
+    assert any("judged" in b for b in budgets.over_budget({"/x/b.ipynb": too_slow}))
+    monkeypatch.setenv("COURSE_BUDGET_CALIBRATE", "0")
+    assert budgets.host_factor([ref * 1.3]) == 1.0
+    assert budgets.over_budget({"/x/a.ipynb": {**slow, "probes": [ref * 1.3] * 2}})
+
+
+def test_the_speed_probe_times_real_work():
+    seconds = budgets.probe_seconds(repeats=3)
+    assert 0.01 < seconds < 10 * budgets.REFERENCE_PROBE_SECONDS
+
+
 def test_memory_counts_shared_pages_once_where_the_system_can():
     import psutil
 
