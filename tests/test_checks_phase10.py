@@ -6,7 +6,7 @@ import torch
 from tests.checks_testing import failed_with
 from utils.checks import evaluate, reference
 
-EXERCISES = ["10.1", "10.2", "10.3", "10.4", "10.5", "10.6"]
+EXERCISES = ["10.1", "10.2", "10.3", "10.4", "10.5", "10.6", "10.7", "10.8"]
 
 
 def _passes(exercise, answer):
@@ -549,3 +549,172 @@ def test_right_squeezes_pass():
 ])
 def test_squeeze_mistakes_are_named(answer, phrase):
     failed_with("10.6", answer, phrase)
+
+
+# --- 10.7 embedding a watermark ------------------------------------------------------------------------------------
+
+def embed_torch(images, pattern, strength):  # torch, then back to NumPy: right
+    x = torch.as_tensor(images, dtype=torch.float64) + strength * torch.as_tensor(pattern, dtype=torch.float64)
+    return torch.round(x).clamp(0, 255).to(torch.uint8).numpy()
+
+
+def embed_loop(images, pattern, strength):  # one image at a time: right
+    return np.stack([np.clip(np.round(im.astype(float) + strength * pattern), 0, 255).astype(np.uint8)
+                     for im in images])
+
+
+def embed_wraps(images, pattern, strength):
+    return (images.astype(float) + strength * pattern).astype(np.uint8)
+
+
+def embed_in_uint8(images, pattern, strength):
+    return images + (strength * pattern).astype(np.int64).astype(np.uint8)
+
+
+def embed_truncates(images, pattern, strength):
+    return np.clip(images + strength * pattern, 0, 255).astype(np.uint8)
+
+
+def embed_subtracts(images, pattern, strength):
+    return np.clip(np.round(images.astype(float) - strength * pattern), 0, 255).astype(np.uint8)
+
+
+def embed_no_strength(images, pattern, strength):
+    return np.clip(np.round(images.astype(float) + pattern), 0, 255).astype(np.uint8)
+
+
+def embed_times_255(images, pattern, strength):
+    return np.clip(np.round(images.astype(float) + 255 * strength * pattern), 0, 255).astype(np.uint8)
+
+
+def embed_multiplicative(images, pattern, strength):
+    return np.clip(np.round(images * (1 + strength * pattern / 255)), 0, 255).astype(np.uint8)
+
+
+def embed_float(images, pattern, strength):
+    return np.clip(np.round(images.astype(float) + strength * pattern), 0, 255)
+
+
+def embed_exact(images, pattern, strength):
+    return images.astype(float) + strength * pattern
+
+
+def embed_first_channel(images, pattern, strength):  # marks only the red channel
+    out = images.astype(float)
+    out[..., 0] += strength * pattern[..., 0]
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def embed_one_image(images, pattern, strength):
+    return reference("10.7")(images[:1], pattern, strength)
+
+
+def test_right_embeds_pass():
+    _passes("10.7", embed_torch)
+    _passes("10.7", embed_loop)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    (embed_wraps, "wrapped around"),
+    (embed_in_uint8, "adds in uint8"),
+    (embed_truncates, "truncates instead of rounding"),
+    (embed_subtracts, "subtracts the pattern"),
+    (embed_no_strength, "bare pattern"),
+    (embed_times_255, "by 255"),
+    (embed_multiplicative, "multiplicative"),
+    (embed_float, "return uint8"),
+    (embed_exact, "exact sums"),
+    (embed_first_channel, "pixels differ"),
+    (embed_one_image, "the input's shape"),
+])
+def test_embed_mistakes_are_named(answer, phrase):
+    failed_with("10.7", answer, phrase, named=answer is not embed_first_channel)
+
+
+# --- 10.8 the detector's z-score -----------------------------------------------------------------------------------
+
+def z_torch(residuals, pattern):  # torch: right
+    r = torch.as_tensor(residuals, dtype=torch.float64).flatten(1)
+    p = torch.as_tensor(pattern, dtype=torch.float64).flatten()
+    r = r - r.mean(1, keepdim=True)
+    return ((r @ p) / (r.std(1, unbiased=False) * p.norm())).numpy()
+
+
+def z_sample_std(residuals, pattern):  # ddof=1: the same test to 1 part in 2n, right
+    r = residuals - residuals.mean(axis=(1, 2, 3), keepdims=True)
+    return (r * pattern).sum(axis=(1, 2, 3)) / (r.std(axis=(1, 2, 3), ddof=1) * np.linalg.norm(pattern))
+
+
+def _centred(residuals):
+    return residuals - residuals.mean(axis=(1, 2, 3), keepdims=True)
+
+
+def z_uncentred(residuals, pattern):
+    return (residuals * pattern).sum(axis=(1, 2, 3)) / (residuals.std(axis=(1, 2, 3)) * np.linalg.norm(pattern))
+
+
+def z_raw(residuals, pattern):
+    return (_centred(residuals) * pattern).sum(axis=(1, 2, 3))
+
+
+def z_mean(residuals, pattern):
+    return (_centred(residuals) * pattern).mean(axis=(1, 2, 3))
+
+
+def z_over_n(residuals, pattern):
+    r = _centred(residuals)
+    return (r * pattern).sum(axis=(1, 2, 3)) / (r.std(axis=(1, 2, 3)) * pattern.size)
+
+
+def z_batch_std(residuals, pattern):
+    r = _centred(residuals)
+    return (r * pattern).sum(axis=(1, 2, 3)) / (r.std() * np.linalg.norm(pattern))
+
+
+def z_abs(residuals, pattern):
+    return np.abs(reference("10.8")(residuals, pattern))
+
+
+def z_pearson(residuals, pattern):
+    return np.array([np.corrcoef(r.ravel(), pattern.ravel())[0, 1] for r in residuals])
+
+
+def z_variance(residuals, pattern):
+    r = _centred(residuals)
+    return (r * pattern).sum(axis=(1, 2, 3)) / (r.var(axis=(1, 2, 3)) * np.linalg.norm(pattern))
+
+
+def z_whole_batch(residuals, pattern):
+    return reference("10.8")(residuals, pattern).sum()
+
+
+def z_per_channel(residuals, pattern):  # one z per image and channel
+    r = residuals - residuals.mean(axis=(1, 2), keepdims=True)
+    return (r * pattern).sum(axis=(1, 2)) / (r.std(axis=(1, 2)) * np.linalg.norm(pattern, axis=(0, 1)))
+
+
+def z_pattern_std(residuals, pattern):  # normalised by the pattern's std instead of its norm
+    r = _centred(residuals)
+    return (r * pattern).sum(axis=(1, 2, 3)) / (r.std(axis=(1, 2, 3)) * pattern.std() * np.sqrt(pattern.size) * 1.7)
+
+
+def test_right_detectors_pass():
+    _passes("10.8", z_torch)
+    _passes("10.8", z_sample_std)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    (z_uncentred, "mean was not removed"),
+    (z_raw, "raw correlation"),
+    (z_mean, "number of pixels"),
+    (z_over_n, "not n"),
+    (z_batch_std, "whole batch"),
+    (z_abs, "absolute value"),
+    (z_pearson, "correlation coefficient"),
+    (z_variance, "variance"),
+    (z_whole_batch, "one z-score per image"),
+    (z_per_channel, "one z-score per image"),
+    (z_pattern_std, "spread about 1"),
+])
+def test_detection_z_mistakes_are_named(answer, phrase):
+    failed_with("10.8", answer, phrase)

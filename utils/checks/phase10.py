@@ -5,8 +5,8 @@ inside them and outside the range (10.1, 10.2), with OpenVLA's ``np.digitize`` t
 names (its own convention is another, equally valid one: the course fixes one and the check says which).
 
 10.1 a continuous action to bins, 10.2 bins back to actions, 10.3 a closed-loop episode, 10.4 FastV's choice of
-image tokens, 10.5 a step of PGD, 10.6 a defence
-with a gradient an attacker can use (the notebook's order).
+image tokens, 10.5 a step of PGD, 10.6 a defence with a gradient an attacker can use, 10.7 embedding a watermark,
+10.8 its detector's z-score (the notebook's order).
 
 Besides the known mistakes, each check probes properties every right answer has: bins never decrease as the action
 grows, every value lands in the bin whose edges hold it, the number of bins and the range are parameters, the shape
@@ -20,6 +20,7 @@ import torch
 from .. import efficient as uefficient
 from .. import safety as usafety
 from .. import vla as uvla
+from .. import watermark as uwatermark
 from . import CheckFailed, Mismatch, Unsolved, register
 from .oracles import Probe, describe, require_properties
 
@@ -27,6 +28,7 @@ from .oracles import Probe, describe, require_properties
 _to_bins, _to_action = uvla.action_to_bins, uvla.bins_to_action
 _fastv_keep = uefficient.fastv_keep
 _pgd_step, _squeeze = usafety.pgd_step, usafety.squeeze
+_embed, _detection_z = uwatermark.embed, uwatermark.detection_z
 
 
 def _array(out, what: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -555,4 +557,193 @@ def _squeeze_probes(fn) -> list[Probe]:
               "every pixel should move to its nearest level, at most half a step (1/30 for 4 bits)."),
         Probe("idempotent", lambda: torch.allclose(out(out(x, 4), 4), out(x, 4), atol=1e-6),
               "squeezing twice should change nothing: a level is its own nearest level."),
+    ]
+
+
+# --- 10.7 embedding a watermark ------------------------------------------------------------------------------------
+
+_gw = np.random.default_rng(107)
+_MARK_IMAGES = _gw.integers(0, 256, size=(3, 4, 5, 3)).astype(np.uint8)
+_MARK_IMAGES[0, 0, :, 0] = [0, 1, 254, 255, 128]          # pixels at the ends, where a step can leave [0, 255]
+_MARK_PATTERN = _gw.choice([-1.0, 1.0], size=(4, 5, 3))
+_MARK_PATTERN[0, :, :] = [[-1, 1, -1], [-1, 1, 1], [1, -1, 1], [1, -1, -1], [1, 1, 1]]
+_STRENGTH = 2.5                                             # a half level: rounding and truncating differ
+
+
+def _marked(fn, images=_MARK_IMAGES, pattern=_MARK_PATTERN, strength=_STRENGTH) -> np.ndarray:
+    out = fn(images.copy(), pattern.copy(), strength)
+    if out is None or out is Ellipsis:
+        raise Unsolved
+    if hasattr(out, "detach"):
+        out = out.detach().cpu().numpy()
+    arr = np.asarray(out)
+    if arr.shape != images.shape:
+        raise CheckFailed(f"embed should return marked images of the input's shape {images.shape}; it returned "
+                          f"{describe(out)}.")
+    return arr
+
+
+@register("10.7", "embedding a watermark", uwatermark.embed, hints=(
+    "The mark is a faint pattern added to every pixel. But the images are 8-bit: what happens to a pixel at 255 "
+    "when you add 2.5 to it, and what kind of number must a saved image hold?",
+    "Section 3, an invisible watermark (Cox et al., 1997): compute in floats, image + strength × pattern, then round "
+    "to the nearest level, clip into [0, 255] and return uint8 (`np.clip`, `np.round`, `.astype(np.uint8)`).",
+    "Worked sub-step: a pixel at 254 with pattern +1 and strength 2.5 becomes 256.5 → 256 after rounding (NumPy "
+    "rounds halves to even) → 255 after clipping; a pixel at 1 with pattern −1 becomes −1.5 → −2 → 0.",
+))
+def _check_embed(fn) -> str:
+    got = _marked(fn)
+    want = _embed(_MARK_IMAGES, _MARK_PATTERN, _STRENGTH)
+    if got.dtype == want.dtype and np.array_equal(got, want):
+        require_properties(_embed_probes(fn))
+        return ("strength × pattern added in floats, rounded, clipped, uint8: at strength 2 the mark costs 42 dB of "
+                "PSNR, invisible, and the detector below still finds it.")
+    x = _MARK_IMAGES.astype(np.float64)
+    p = _MARK_PATTERN
+    with np.errstate(invalid="ignore", over="ignore"):
+        mistakes = [
+            ((x + _STRENGTH * p).astype(np.uint8), "pixels wrapped around: 255 + 2.5 cast to uint8 is 1, not 255, "
+                                                   "and −1.5 wraps to 254 or 255 — a white pixel turned black. Clip "
+                                                   "into [0, 255] before casting to uint8."),
+            (_MARK_IMAGES + (_STRENGTH * p).astype(np.int64).astype(np.uint8),
+             "that adds in uint8, which wraps around modulo 256 (254 + 3 is 1), and truncates the strength. Compute in "
+             "floats, then round and clip into [0, 255]."),
+            (np.clip(x + _STRENGTH * p, 0, 255).astype(np.uint8), "that truncates instead of rounding: `.astype` "
+                                                                   "cuts 2.5 down to 2, so the mark is biased towards "
+                                                                   "darker pixels. Round to the nearest level first."),
+            (np.clip(np.round(x - _STRENGTH * p), 0, 255).astype(np.uint8), "that subtracts the pattern: the detector "
+                                                                              "then finds a negative correlation. Add "
+                                                                              "strength × pattern."),
+            (np.clip(np.round(x + p), 0, 255).astype(np.uint8), "that adds the bare pattern (±1); scale it by the "
+                                                                 "strength you are given."),
+            (np.clip(np.round(x + 255 * _STRENGTH * p), 0, 255).astype(np.uint8),
+             "that scales the strength by 255: the strength is already in levels of 0..255, as the images are."),
+            (np.clip(np.round(x * (1 + _STRENGTH * p / 255)), 0, 255).astype(np.uint8),
+             "that scales the pixels (a multiplicative mark); add strength × pattern, the same step for a dark pixel "
+             "as for a bright one."),
+        ]
+    for wrong, hint in mistakes:
+        if np.array_equal(got.astype(np.int64), wrong.astype(np.int64)):
+            raise CheckFailed(hint)
+    if np.array_equal(np.asarray(got, dtype=np.float64), want.astype(np.float64)):
+        raise CheckFailed(f"the values are right but the type is {got.dtype}; return uint8 images (`.astype(np.uint8)`"
+                          "), what an 8-bit PNG holds.")
+    if np.allclose(np.asarray(got, dtype=np.float64), x + _STRENGTH * p):
+        raise CheckFailed("those are the exact sums, not 8-bit pixels: round to the nearest level, clip into "
+                          "[0, 255] and return uint8.")
+    require_properties(_embed_probes(fn))
+    diff = np.abs(np.asarray(got, dtype=np.float64) - want)
+    raise Mismatch(f"{int((diff > 0).sum())} of {want.size} pixels differ, by up to {diff.max():.1f}.")
+
+
+def _embed_probes(fn) -> list[Probe]:
+    def run(strength):
+        return np.asarray(_marked(fn, strength=strength), dtype=np.float64)
+
+    return [
+        Probe("range", lambda: bool(((run(40.0) >= 0) & (run(40.0) <= 255)).all()),
+              "with a large strength some pixels must stop at 0 or 255; every output pixel must be a valid level."),
+        Probe("zero", lambda: np.array_equal(run(0.0), _MARK_IMAGES.astype(np.float64)),
+              "with strength 0 the images should come back unchanged."),
+        Probe("step", lambda: bool((np.abs(run(1.0) - _MARK_IMAGES) <= 1).all()),
+              "with strength 1 no pixel should move by more than one level."),
+    ]
+
+
+# --- 10.8 the detector's z-score -----------------------------------------------------------------------------------
+
+_gz = np.random.default_rng(108)
+_Z_PATTERN = _gz.choice([-1.0, 1.0], size=(6, 6, 3))
+_Z_PATTERN[0] = 1.0                                               # the pattern's own mean is not 0
+_Z_RESIDUALS = _gz.normal(0, [[[[3.0]]], [[[10.0]]], [[[1.0]]], [[[6.0]]]], size=(4, 6, 6, 3))
+_Z_RESIDUALS[1] += 6.0 * _Z_PATTERN                               # one marked, one offset
+_Z_RESIDUALS[3] += 5.0
+
+
+def _zs(fn, residuals=_Z_RESIDUALS, pattern=_Z_PATTERN) -> np.ndarray:
+    out = fn(residuals.copy(), pattern.copy())
+    if out is None or out is Ellipsis:
+        raise Unsolved
+    if hasattr(out, "detach"):
+        out = out.detach().cpu().numpy()
+    try:
+        arr = np.asarray(out, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CheckFailed(f"detection_z should return one number per image; it returned {describe(out)}.") from None
+    if arr.shape != (len(residuals),):
+        raise CheckFailed(f"detection_z should return one z-score per image, shape ({len(residuals)},); it "
+                          f"returned {describe(out)}. Sum over each image's pixels and channels, not over the batch.")
+    return arr
+
+
+@register("10.8", "the detector's z-score", uwatermark.detection_z, hints=(
+    "A detector needs a number that means the same on every image: how big is the correlation with the pattern "
+    "compared with what the image's own noise would give by chance?",
+    "Section 3, an invisible watermark: per image, remove the residual's mean, correlate with the pattern "
+    "(Σ r · p over pixels and channels), and divide by std(r) · ‖p‖ — the spread that correlation has when r is "
+    "noise independent of p. Then z is about N(0, 1) on an unmarked image, whatever its contrast.",
+    "Worked sub-step: for a residual of 3,072 numbers with std 10 and a ±1 pattern, ‖p‖ = √3072 ≈ 55.4, so a "
+    "correlation Σ r · p of 2,216 gives z = 2216 / (10 · 55.4) = 4.0.",
+))
+def _check_detection_z(fn) -> str:
+    got = _zs(fn)
+    want = _detection_z(_Z_RESIDUALS, _Z_PATTERN)
+    if np.allclose(got, want, rtol=1e-2, atol=1e-6):   # std with ddof=1 is as right: 1 part in 2n
+        require_properties(_z_probes(fn))
+        return ("z ≈ N(0, 1) without the mark, whatever the image's contrast; the marked image here scores "
+                f"{want[1]:.1f}. The threshold 4 is then one number for every image.")
+    r = _Z_RESIDUALS
+    p = _Z_PATTERN
+    axes = (1, 2, 3)
+    rc = r - r.mean(axis=axes, keepdims=True)
+    n = p.size
+    norm = np.linalg.norm(p)
+    corr = (rc * p).sum(axis=axes)
+    pc = p - p.mean()
+    mistakes = [
+        ((r * p).sum(axis=axes) / (r.std(axis=axes) * norm),
+         "the residual's mean was not removed: an image a little brighter on average correlates with any pattern "
+         "whose signs do not cancel. Subtract each image's mean first."),
+        (corr, "that is the raw correlation: it grows with the image's contrast, so no threshold fits every image. "
+               "Divide by std(r) · ‖p‖."),
+        (corr / n, "that divides by the number of pixels; the chance spread of Σ r · p is std(r) · ‖p‖ (‖p‖ = √n for a "
+                   "±1 pattern), so divide by that, or a high-contrast image looks marked."),
+        (corr / (r.std(axis=axes) * n), "that divides by std(r) · n; the chance spread of Σ r · p is std(r) · ‖p‖, "
+                                        "and ‖p‖ = √n for a ±1 pattern, not n."),
+        (corr / (rc.std() * norm), "that uses one standard deviation for the whole batch: each image has its own noise "
+                                   "level, so compute std(r) per image."),
+        (np.abs(corr / (rc.std(axis=axes) * norm)), "that takes the absolute value: a residual *anti*-correlated with "
+                                                    "the pattern is not marked with it. Keep the sign."),
+        ((rc * pc).sum(axis=axes) / (np.linalg.norm(rc.reshape(len(r), -1), axis=1) * np.linalg.norm(pc)),
+         "that is the correlation coefficient, between −1 and 1: its spread under no mark is 1/√n, so one threshold "
+         "would not fit images of another size. Divide Σ r · p by std(r) · ‖p‖ instead."),
+        (corr / (rc.var(axis=axes) * norm), "that divides by the variance; divide by the standard deviation, std(r)."),
+    ]
+    for wrong, hint in mistakes:
+        if np.allclose(got, wrong, rtol=1e-3, atol=1e-6):
+            raise CheckFailed(hint)
+    require_properties(_z_probes(fn))
+    raise Mismatch(f"got {np.round(got, 3).tolist()}; expected {np.round(want, 3).tolist()}.")
+
+
+def _z_probes(fn) -> list[Probe]:
+    noise = np.random.default_rng(1080).normal(0, 5, size=(400, 8, 8, 3))
+    pattern = np.random.default_rng(1081).choice([-1.0, 1.0], size=(8, 8, 3))
+
+    def z(residuals, pat=pattern):
+        return _zs(fn, residuals, pat)
+
+    return [
+        Probe("contrast", lambda: np.allclose(z(noise[:8] * 7.0), z(noise[:8]), rtol=1e-3, atol=1e-6),
+              "multiplying an image's residual by 7 (more contrast) should not change its z-score: divide by the "
+              "residual's own standard deviation."),
+        Probe("offset", lambda: np.allclose(z(noise[:8] + 3.0), z(noise[:8]), rtol=1e-3, atol=1e-6),
+              "adding a constant to a residual should not change its z-score: remove each image's mean."),
+        Probe("sign", lambda: np.allclose(z(noise[:8], -pattern), -z(noise[:8]), rtol=1e-3, atol=1e-6),
+              "the negated pattern should give the negated z-score."),
+        Probe("calibrated", lambda: abs(z(noise).mean()) < 0.2 and 0.85 < z(noise).std() < 1.15,
+              "on residuals of pure noise (no mark) the z-scores should have mean about 0 and spread about 1: that "
+              "is what lets one threshold mean the same false-alarm rate on every image."),
+        Probe("batch", lambda: np.allclose(z(noise[:3])[1], z(noise[1:2])[0], rtol=1e-3, atol=1e-6),
+              "an image's z-score should not depend on the other images in the batch: compute everything per image."),
     ]
