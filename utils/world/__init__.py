@@ -46,14 +46,17 @@ screens, the noisy web crawl, environments for agents):
 * ``speech``         the spoken words of data/speech/: ``load_speech``, ``voice_split``, ``WORDS`` (Phase 2)
 * ``reach``          ``ShapesReach``: a gymnasium environment, move a gripper to the named object, and its scripted
                      expert (Phase 10)
+* ``ui``             ``ShapesUI``: screens of a small interface (menus, buttons, fields with text labels, random
+                     layouts) and a gymnasium environment of clicks on them, one or two per task, with its scripted
+                     expert (Phase 10's GUI agent)
 * ``crawl``          ``Crawl``: a noisy web crawl of image–alt-text records with every defect labelled (duplicates,
                      thumbnails, banners, watermarks, an unsafe stand-in, generic or wrong alt text; Phase 8;
                      datasheet: docs/datasheets/shapes-crawl.md)
 
 Everything public of the image world is re-exported here, so ``from utils.world import World, caption`` is the way
-to import it. ``video``, ``speech``, ``crawl`` and ``reach`` are imported as modules (``from utils.world import
-crawl``): ``import utils.world`` does not load them (speech needs soundfile and the files in data/speech/, reach needs
-gymnasium; video and crawl are worlds of their own built on the image world).
+to import it. ``video``, ``speech``, ``crawl``, ``reach`` and ``ui`` are imported as modules (``from utils.world import
+crawl``): ``import utils.world`` does not load them (speech needs soundfile and the files in data/speech/, reach and
+ui need gymnasium; video and crawl are worlds of their own built on the image world).
 """
 from __future__ import annotations
 

@@ -16,8 +16,9 @@ TEXT_FONT_SCALE = 0.9  # default font size / image height; DejaVu capitals are 0
 
 
 @lru_cache(maxsize=16)
-def _font(size_px: int) -> ImageFont.FreeTypeFont:
-    """matplotlib's bundled DejaVu Sans at ``size_px`` pixels (cached)."""
+def text_font(size_px: int) -> ImageFont.FreeTypeFont:
+    """matplotlib's bundled DejaVu Sans at ``size_px`` pixels (cached): the font of the world's rendered text and of
+    its interface screens (:mod:`utils.world.ui`)."""
     from matplotlib import font_manager  # imported lazily, as in show_gallery
 
     return ImageFont.truetype(font_manager.findfont("DejaVu Sans", fallback_to_default=False), size_px)
@@ -34,7 +35,7 @@ def render_text(text: str, height: int = 32, width: int = 128, font_px: int | No
     assert text, "render_text needs a non-empty string"
     font_px = round(TEXT_FONT_SCALE * height) if font_px is None else font_px
     big_w, big_h = width * SUPERSAMPLE, height * SUPERSAMPLE
-    font = _font(font_px * SUPERSAMPLE)
+    font = text_font(font_px * SUPERSAMPLE)
     x0, y0, x1, y1 = font.getbbox(text)
     assert x1 - x0 <= big_w - 2 * SUPERSAMPLE, f"{text!r} at {font_px}px does not fit in width {width}"
     assert y1 - y0 <= big_h - 2 * SUPERSAMPLE, f"{text!r} at {font_px}px does not fit in height {height}"
