@@ -647,6 +647,10 @@ def _embed_probes(fn) -> list[Probe]:
               "with strength 0 the images should come back unchanged."),
         Probe("step", lambda: bool((np.abs(run(1.0) - _MARK_IMAGES) <= 1).all()),
               "with strength 1 no pixel should move by more than one level."),
+        Probe("every number", lambda: bool((np.abs(run(3.0) - _MARK_IMAGES)[(_MARK_IMAGES > 3) & (_MARK_IMAGES < 252)]
+                                            == 3).all()),
+              "with strength 3 every pixel of every channel should move by 3 levels (unless it stops at 0 or 255): "
+              "add the pattern to all of the image, its three channels included."),
     ]
 
 
