@@ -7,7 +7,7 @@ def test_selection_by_short_or_full_name_keeps_zoo_order():
     assert make_models.selected([]) == ["gpt", "clip", "vlm", "whisper", "ctc", "codec", "tts", "video",
                                            "tubelet", "vqvae", "chameleon", "ldm", "transfusion", "vlm-draws",
                                            "two-encoders", "crawl-clips", "vlm-curriculum", "vlm-pope",
-                                           "vlm-checkpoints", "vla"]
+                                           "vlm-checkpoints", "vla", "gui"]
     # the drawing VLM starts from the VLM and its card compares it with the Chameleon
     assert make_models.selected(["tiny-vlm-draws-shapes", "chameleon", "vlm"]) == ["vlm", "chameleon", "vlm-draws"]
     assert make_models.selected(["tiny-two-encoders-shapes", "vqvae", "vlm"]) == ["vlm", "vqvae", "two-encoders"]
@@ -21,6 +21,7 @@ def test_selection_by_short_or_full_name_keeps_zoo_order():
     assert make_models.selected(["tiny-tubelet-vlm-shapes", "video"]) == ["video", "tubelet"]
     assert make_models.selected(["tiny-clip-shapes"]) == ["clip"]
     assert make_models.selected(["tiny-vla-shapes", "vlm"]) == ["vlm", "vla"]  # the VLA starts from the zoo VLM
+    assert make_models.selected(["tiny-gui-shapes", "vlm"]) == ["vlm", "gui"]  # so does the GUI agent
     assert make_models.selected(["vlm", "gpt"]) == ["gpt", "vlm"]  # the VLM needs the other two first
     assert make_models.selected(["tiny-whisper-shapes"]) == ["whisper"]
     with pytest.raises(SystemExit, match="unknown model tiny-whisper"):

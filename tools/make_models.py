@@ -2605,6 +2605,169 @@ def measure_vla(out: Path = ZOO / "tiny-vla-shapes", training: dict | None = Non
     return metrics
 
 
+GUI_RECIPE = {"episodes": 12000, "all_tasks": False, "steps": 3000, "batch_size": 128, "lr": 2e-3,
+              "seeds": [0, 1, 2], "seed": 0, "blind_seeds": [0], "threads": 2, "eval_split": "test",
+              "eval_episodes": 300, "click_split": "val", "click_episodes": 600}
+GUI_ARMS = {"agent": "the screen's grid tokens", "blind": "zeros in place of the screen (the text-only baseline)"}
+
+GUI_CARD = """# tiny-gui-shapes
+
+Phase 10's GUI agent: the zoo VLM (`tiny-vlm-shapes`) fine-tuned by imitation to click on the screens of
+`utils.world.ui` (64×64 pixels: a menu bar, buttons and text fields with text labels, random layouts; a click on a
+menu opens its drop-down). The instruction says what to do ("click Save", "click the Email field", "open the View
+menu", "choose Copy from the Edit menu"); the agent writes the click as two location tokens, `<locX> <locY>`, 16 bins
+of 4 pixels per axis (Phase 5's grounding tokens; SeeClick and UI-TARS write coordinates as text too). Its
+convolutional tower reads the whole 64-px screen, an 8×8 grid of tokens, whose learned positions start from the
+zoo VLM's 4×4 ones, interpolated.
+
+| arm | what the LM sees of the screen |
+|---|---|
+{arm_rows}
+
+```python
+from utils import gui
+agent = gui.TinyVLM.from_pretrained("data/models/tiny-gui-shapes/agent")   # act with gui.ClickPolicy(agent)
+```
+
+## Training
+- Clicks: the scripted expert (`utils.world.ui.expert_click`) on train episodes 0..{last_episode}: {n_screens:,} screens
+  (a menu-item task shows two: the screen, then the screen with the menu open), {n_clicks:,} examples (with
+  `all_tasks` = {all_tasks}: the expert's click for every task each screen offers, `utils.gui.every_task`).
+- Each arm: projector, grid positions and LM from the zoo VLM, {steps:,} steps of {batch_size}, AdamW, one-cycle LR
+  {lr}; the tower stays frozen. Seeds {seeds_text} for the agent, {blind_text} for the blind baseline; seed {seed}
+  is shipped.
+- Command: `make models MODEL=tiny-gui-shapes` ({seconds:.0f} s on a 2-core CPU, {runs} trainings; needs
+  tiny-vlm-shapes).
+
+## Metrics (`tests/test_zoo.py` re-measures the shipped seed)
+Click accuracy: the expert's clicks of {click_split} episodes 0..{click_last} ({n_eval_clicks:,} clicks), a hit when
+the agent's click lands inside the widget the expert clicked. Success: closed loop (`utils.gui.rollout`) on
+{eval_episodes} {eval_split} episodes, at most 4 clicks; a wrong button, field or item ends an episode.
+
+| policy | click accuracy | button | field | menu | menu item | success |
+|---|---|---|---|---|---|---|
+{rows}
+
+Over seeds {seeds_text} (lowest–highest):
+
+| arm | click accuracy | success |
+|---|---|---|
+{seed_rows}
+
+## Limits
+One font, 26 label words seen in training (no new words at test time), four kinds of task, no typing or
+scrolling; the screens are 64 px. Real GUI agents read any text on screenshots of 1,000+ pixels.
+"""
+
+
+def gui_scores(agent, r: dict = GUI_RECIPE, blind: bool = False) -> dict[str, float]:
+    """Click accuracy (overall and per kind of task) on the card's expert clicks, and closed-loop success."""
+    from utils import gui
+
+    clicks = gui.collect_clicks(r["click_split"], range(r["click_episodes"]))
+    features = gui.screen_features(agent, clicks.images)[clicks.screen]
+    if blind:
+        features = torch.zeros_like(features)
+    hits = gui.click_hits(gui.predict_clicks(agent, features, clicks.instructions), clicks.targets)
+    kinds = np.array(clicks.kinds)
+    policy = gui.BlindClickPolicy(agent) if blind else gui.ClickPolicy(agent)
+    run = gui.rollout(policy, r["eval_split"], range(r["eval_episodes"]))
+    return {"click_accuracy": round(float(hits.mean()), 4),
+            **{f"click_{k}": round(float(hits[kinds == k].mean()), 4) for k in ("button", "field", "menu", "item")},
+            "success": round(float(run["success"].mean()), 4)}
+
+
+def gui_agents(out: Path) -> dict:
+    """The shipped arms, by name."""
+    from utils import gui
+
+    return {arm: gui.TinyVLM.from_pretrained(out / arm) for arm in GUI_ARMS}
+
+
+def gui_baselines(r: dict = GUI_RECIPE) -> dict[str, dict[str, float]]:
+    """Random clicks and the expert: click accuracy of uniform random clicks on the card's clicks, and success."""
+    from utils import gui
+
+    clicks = gui.collect_clicks(r["click_split"], range(r["click_episodes"]))
+    kinds = np.array(clicks.kinds)
+    hits = gui.click_hits(gui.RandomClicks(0)(clicks.images[clicks.screen], clicks.instructions), clicks.targets)
+    out = {}
+    for name, policy in (("random", gui.RandomClicks(0)), ("expert", gui.ExpertClicks())):
+        run = gui.rollout(policy, r["eval_split"], range(r["eval_episodes"]))
+        scores = {"success": round(float(run["success"].mean()), 4)}
+        if name == "random":
+            scores = {"click_accuracy": round(float(hits.mean()), 4),
+                      **{f"click_{k}": round(float(hits[kinds == k].mean()), 4)
+                         for k in ("button", "field", "menu", "item")}, **scores}
+        out[name] = scores
+    return out
+
+
+def make_gui(out: Path = ZOO / "tiny-gui-shapes") -> dict:
+    """Train both arms for every seed, save the shipped seed's, measure and write the card."""
+    from utils import gui
+
+    r = GUI_RECIPE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(r["threads"])
+    start = time.perf_counter()
+    clicks = gui.collect_clicks("train", range(r["episodes"]), all_tasks=r["all_tasks"])
+    features = gui.screen_features(gui.build_gui_agent(), clicks.images)
+    runs: dict[str, dict[str, dict]] = {arm: {} for arm in GUI_ARMS}
+    for seed in r["seeds"]:
+        for arm in GUI_ARMS:
+            if arm == "blind" and seed not in r["blind_seeds"]:
+                continue  # the baseline: one seed (its spread is not the question)
+            env.seed_everything(seed)
+            agent = gui.build_gui_agent()
+            f = torch.zeros_like(features) if arm == "blind" else features
+            gui.train_gui_agent(agent, clicks, f, steps=r["steps"], batch_size=r["batch_size"], lr=r["lr"], seed=seed)
+            runs[arm][str(seed)] = gui_scores(agent.eval(), r, blind=arm == "blind")
+            print(arm, seed, runs[arm][str(seed)], flush=True)
+            if seed == r["seed"]:
+                agent.save_pretrained(out / arm)
+    training = {"recipe": r, "seeds": runs, "clicks": len(clicks), "screens": len(clicks.images),
+                "train_seconds": round(time.perf_counter() - start, 1)}
+    torch.set_num_threads(threads)
+    return measure_gui(out, training)
+
+
+def measure_gui(out: Path = ZOO / "tiny-gui-shapes", training: dict | None = None) -> dict:
+    """Score the saved arms and the baselines; write metrics.json and the card."""
+    from utils import gui
+
+    training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
+                            if k in ("recipe", "seeds", "clicks", "screens", "train_seconds")}
+    r = training["recipe"]
+    metrics = {name: gui_scores(agent, r, blind=name == "blind") for name, agent in gui_agents(out).items()}
+    metrics.update(gui_baselines(r))
+    (out / "metrics.json").write_text(json.dumps({**training, "metrics": metrics}, indent=1) + "\n")
+    seeds = training["seeds"]
+    n_eval = len(gui.collect_clicks(r["click_split"], range(r["click_episodes"])))
+
+    def spread(arm: str, key: str) -> str:
+        values = [run[key] for run in seeds[arm].values()]
+        return f"{min(values):.3f}–{max(values):.3f}"
+
+    def cell(m: dict, key: str) -> str:
+        return f"{m[key]:.3f}" if key in m else "—"
+
+    (out / "README.md").write_text(GUI_CARD.format(
+        arm_rows="\n".join(f"| `{arm}/` | {what} |" for arm, what in GUI_ARMS.items()),
+        last_episode=r["episodes"] - 1, n_clicks=training["clicks"], n_screens=training["screens"],
+        seeds_text=", ".join(map(str, r["seeds"])),
+        seconds=training["train_seconds"], runs=len(r["seeds"]) + len(r["blind_seeds"]),
+        blind_text=", ".join(map(str, r["blind_seeds"])), click_last=r["click_episodes"] - 1,
+        n_eval_clicks=n_eval,
+        rows="\n".join(f"| {name} | " + " | ".join(cell(m, k) for k in ("click_accuracy", "click_button", "click_field",
+                                                                          "click_menu", "click_item", "success"))
+                       + " |" for name, m in metrics.items()),
+        seed_rows="\n".join(f"| {arm} | {spread(arm, 'click_accuracy')} | {spread(arm, 'success')} |"
+                            for arm in GUI_ARMS),
+        **r))
+    return metrics
+
+
 MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm-shapes",
           "whisper": "tiny-whisper-shapes", "ctc": "tiny-ctc-shapes", "codec": "tiny-codec-speech",
           "tts": "tiny-tts-speech", "video": "tiny-video-vlm-shapes",
@@ -2613,7 +2776,8 @@ MODELS = {"gpt": "tiny-gpt-shapes", "clip": "tiny-clip-shapes", "vlm": "tiny-vlm
           "transfusion": "tiny-transfusion-shapes", "vlm-draws": "tiny-vlm-draws-shapes",
           "two-encoders": "tiny-two-encoders-shapes", "crawl-clips": "tiny-crawl-clips-shapes",
           "vlm-curriculum": "tiny-vlm-curriculum-shapes", "vlm-pope": "tiny-vlm-pope-shapes",
-          "vlm-checkpoints": "tiny-vlm-checkpoints-shapes", "vla": "tiny-vla-shapes"}  # in training order
+          "vlm-checkpoints": "tiny-vlm-checkpoints-shapes", "vla": "tiny-vla-shapes",
+          "gui": "tiny-gui-shapes"}  # in training order
 
 
 def selected(args: list[str]) -> list[str]:
@@ -2633,6 +2797,6 @@ if __name__ == "__main__":
               "chameleon": make_chameleon, "ldm": make_ldm, "transfusion": make_transfusion,
               "vlm-draws": make_vlm_draws, "two-encoders": make_two_encoders, "crawl-clips": make_crawl_clips,
               "vlm-curriculum": make_vlm_curriculum, "vlm-pope": make_vlm_pope,
-              "vlm-checkpoints": make_vlm_checkpoints, "vla": make_vla}
+              "vlm-checkpoints": make_vlm_checkpoints, "vla": make_vla, "gui": make_gui}
     for name in selected(sys.argv[1:]):
         print(f"{MODELS[name]}:", makers[name]())
