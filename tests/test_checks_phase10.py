@@ -6,7 +6,7 @@ import torch
 from tests.checks_testing import failed_with
 from utils.checks import evaluate, reference
 
-EXERCISES = ["10.1", "10.2", "10.3", "10.4", "10.5", "10.6", "10.7", "10.8"]
+EXERCISES = ["10.1", "10.2", "10.3", "10.4", "10.5", "10.6", "10.7", "10.8", "10.9"]
 
 
 def _passes(exercise, answer):
@@ -718,3 +718,88 @@ def test_right_detectors_pass():
 ])
 def test_detection_z_mistakes_are_named(answer, phrase):
     failed_with("10.8", answer, phrase)
+
+
+# --- 10.9 grid positions for a larger screen -----------------------------------------------------------------------
+
+def _square(pos):
+    n = int(round(pos.shape[0] ** 0.5))
+    return pos.T.reshape(1, pos.shape[1], n, n)
+
+
+def grid_permute(pos, grid):  # (n, n, D) -> permute to (D, n, n): right
+    n = int(round(pos.shape[0] ** 0.5))
+    x = pos.reshape(n, n, -1).permute(2, 0, 1)[None]
+    out = torch.nn.functional.interpolate(x, size=(grid, grid), mode="bilinear", align_corners=False)
+    return out[0].permute(1, 2, 0).reshape(grid * grid, -1)
+
+
+def grid_einops_style(pos, grid):  # via a view and movedim: right
+    n = int(round(pos.shape[0] ** 0.5))
+    x = pos.view(n, n, -1).movedim(-1, 0).unsqueeze(0)
+    out = torch.nn.functional.interpolate(x, size=(grid, grid), mode="bilinear")
+    return out.squeeze(0).movedim(0, -1).reshape(-1, pos.shape[1])
+
+
+def _resize(x, grid, **kw):
+    return torch.nn.functional.interpolate(x, size=(grid, grid), **kw).reshape(x.shape[1], grid * grid).T
+
+
+def grid_1d(pos, grid):
+    return torch.nn.functional.interpolate(pos.T[None], size=grid * grid, mode="linear", align_corners=False)[0].T
+
+
+def grid_nearest(pos, grid):
+    return _resize(_square(pos), grid, mode="nearest")
+
+
+def grid_corners(pos, grid):
+    return _resize(_square(pos), grid, mode="bilinear", align_corners=True)
+
+
+def grid_bicubic(pos, grid):
+    return _resize(_square(pos), grid, mode="bicubic", align_corners=False)
+
+
+def grid_no_transpose(pos, grid):
+    n = int(round(pos.shape[0] ** 0.5))
+    return _resize(pos.reshape(1, pos.shape[1], n, n), grid, mode="bilinear", align_corners=False)
+
+
+def grid_swapped(pos, grid):
+    return _resize(_square(pos).transpose(2, 3), grid, mode="bilinear", align_corners=False)
+
+
+def grid_unflattened(pos, grid):
+    return _resize(_square(pos), grid, mode="bilinear", align_corners=False).T
+
+
+def grid_fixed_size(pos, grid):
+    return _resize(_square(pos), 8, mode="bilinear", align_corners=False)
+
+
+def grid_padded(pos, grid):  # the old vectors in the corner, zeros elsewhere
+    out = torch.zeros(grid, grid, pos.shape[1])
+    n = int(round(pos.shape[0] ** 0.5))
+    out[:n, :n] = pos.reshape(n, n, -1)
+    return out.reshape(grid * grid, -1)
+
+
+def test_right_interpolations_pass():
+    _passes("10.9", grid_permute)
+    _passes("10.9", grid_einops_style)
+
+
+@pytest.mark.parametrize("answer, phrase", [
+    (grid_1d, "flattened sequence"),
+    (grid_nearest, "nearest neighbour"),
+    (grid_corners, "align_corners=False"),
+    (grid_bicubic, "bicubic"),
+    (grid_no_transpose, "without transposing"),
+    (grid_swapped, "rows and columns are swapped"),
+    (grid_unflattened, "shape (64, 5)"),
+    (grid_fixed_size, "grid size you are given"),
+    (grid_padded, "stay the same"),
+])
+def test_interpolate_grid_positions_mistakes_are_named(answer, phrase):
+    failed_with("10.9", answer, phrase)

@@ -482,3 +482,26 @@ def test_vlas_load_offline_and_meet_their_card():
         assert min(run["success"] for run in runs.values()) > 0.75, arm
         assert min(run["heldout_success"] for run in runs.values()) > 0.7, arm
     assert f"{card['metrics']['tokens']['success']:.3f}" in (path / "README.md").read_text()
+
+
+def test_gui_agent_loads_offline_and_meets_its_card():
+    """Phase 10's GUI agent re-measured (click accuracy per kind of task, closed-loop success), with its text-only
+    twin and the random and expert baselines; over every training seed it clicks far better than both baselines."""
+    import make_models  # tools/ is on sys.path (tests/conftest.py)
+
+    path = ZOO / "tiny-gui-shapes"
+    card = json.loads((path / "metrics.json").read_text())
+    r = card["recipe"]
+    for name, agent in make_models.gui_agents(path).items():
+        got = make_models.gui_scores(agent, r, blind=name == "blind")
+        for key, want in card["metrics"][name].items():
+            assert got[key] == pytest.approx(want, abs=0.02), (name, key)
+    for name, scores in make_models.gui_baselines(r).items():
+        for key, value in scores.items():
+            assert value == pytest.approx(card["metrics"][name][key], abs=0.02), (name, key)
+    m = card["metrics"]
+    assert m["expert"]["success"] == 1.0 and m["random"]["success"] < 0.2
+    for run in card["seeds"]["agent"].values():
+        assert run["success"] > m["blind"]["success"] + 0.2
+        assert run["click_accuracy"] > m["random"]["click_accuracy"] + 0.5
+    assert f"{m['agent']['success']:.3f}" in (path / "README.md").read_text()

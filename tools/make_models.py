@@ -2655,8 +2655,10 @@ Over seeds {seeds_text} (lowest–highest):
 {seed_rows}
 
 ## Limits
-One font, 26 label words seen in training (no new words at test time), four kinds of task, no typing or
-scrolling; the screens are 64 px. Real GUI agents read any text on screenshots of 1,000+ pixels.
+One font, {n_labels} label words, all seen in training (no new words at test time), four kinds of task, no typing or
+scrolling; the screens are 64 px. The tower, trained on the shapes world, stays frozen: buttons, which can be
+anywhere and are found by reading, are the agent's weakest kind. Real GUI agents read any text on screenshots of
+1,000+ pixels.
 """
 
 
@@ -2735,6 +2737,7 @@ def make_gui(out: Path = ZOO / "tiny-gui-shapes") -> dict:
 def measure_gui(out: Path = ZOO / "tiny-gui-shapes", training: dict | None = None) -> dict:
     """Score the saved arms and the baselines; write metrics.json and the card."""
     from utils import gui
+    from utils.world import ui
 
     training = training or {k: v for k, v in json.loads((out / "metrics.json").read_text()).items()
                             if k in ("recipe", "seeds", "clicks", "screens", "train_seconds")}
@@ -2758,7 +2761,8 @@ def measure_gui(out: Path = ZOO / "tiny-gui-shapes", training: dict | None = Non
         seeds_text=", ".join(map(str, r["seeds"])),
         seconds=training["train_seconds"], runs=len(r["seeds"]) + len(r["blind_seeds"]),
         blind_text=", ".join(map(str, r["blind_seeds"])), click_last=r["click_episodes"] - 1,
-        n_eval_clicks=n_eval,
+        n_eval_clicks=n_eval, n_labels=len(ui.BUTTON_LABELS + ui.FIELD_LABELS + tuple(ui.MENUS))
+        + sum(len(items) for items in ui.MENUS.values()),
         rows="\n".join(f"| {name} | " + " | ".join(cell(m, k) for k in ("click_accuracy", "click_button", "click_field",
                                                                           "click_menu", "click_item", "success"))
                        + " |" for name, m in metrics.items()),

@@ -85,6 +85,8 @@ notebooks — never back (tests/test_imports.py fails on a cycle or on a module 
                  answer position, activation patching of image tokens (Phase 10)
 * ``safety``     adversarial images: PGD against the zoo CLIP's zero-shot head, bit-depth squeezing and an adaptive
                  attack through it (Phase 10)
+* ``gui``        a GUI agent: the zoo VLM on the world's 64-px interface screens, clicks as two location tokens,
+                 imitation of the scripted expert's clicks, click accuracy and closed-loop rollouts (Phase 10)
 * ``watermark``  an invisible spread-spectrum watermark: a key's ±1 pattern, embedding, a high-pass residual, the
                  detector's z-score, JPEG, noise and shifts (Phase 10)
 * ``colab``      installs what Colab lacks (Phase 0)

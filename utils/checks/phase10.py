@@ -6,7 +6,7 @@ names (its own convention is another, equally valid one: the course fixes one an
 
 10.1 a continuous action to bins, 10.2 bins back to actions, 10.3 a closed-loop episode, 10.4 FastV's choice of
 image tokens, 10.5 a step of PGD, 10.6 a defence with a gradient an attacker can use, 10.7 embedding a watermark,
-10.8 its detector's z-score (the notebook's order).
+10.8 its detector's z-score, 10.9 grid positions for a larger screen (the notebook's order).
 
 Besides the known mistakes, each check probes properties every right answer has: bins never decrease as the action
 grows, every value lands in the bin whose edges hold it, the number of bins and the range are parameters, the shape
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .. import efficient as uefficient
+from .. import gui as ugui
 from .. import safety as usafety
 from .. import vla as uvla
 from .. import watermark as uwatermark
@@ -29,6 +31,7 @@ _to_bins, _to_action = uvla.action_to_bins, uvla.bins_to_action
 _fastv_keep = uefficient.fastv_keep
 _pgd_step, _squeeze = usafety.pgd_step, usafety.squeeze
 _embed, _detection_z = uwatermark.embed, uwatermark.detection_z
+_interpolate = ugui.interpolate_grid_positions
 
 
 def _array(out, what: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -750,4 +753,86 @@ def _z_probes(fn) -> list[Probe]:
               "is what lets one threshold mean the same false-alarm rate on every image."),
         Probe("batch", lambda: np.allclose(z(noise[:3])[1], z(noise[1:2])[0], rtol=1e-3, atol=1e-6),
               "an image's z-score should not depend on the other images in the batch: compute everything per image."),
+    ]
+
+
+# --- 10.9 grid positions for a larger screen -----------------------------------------------------------------------
+
+_POS = torch.randn(16, 5, generator=torch.Generator().manual_seed(109))     # a 4×4 grid of 5-dim position vectors
+
+
+def _grid_out(fn, pos: torch.Tensor = _POS, grid: int = 8) -> torch.Tensor:
+    out = fn(pos.clone(), grid)
+    if out is None or out is Ellipsis:
+        raise Unsolved
+    if not isinstance(out, torch.Tensor):
+        raise CheckFailed(f"interpolate_grid_positions should return a tensor of shape ({grid * grid}, "
+                          f"{pos.shape[1]}); it returned {describe(out)}.")
+    if tuple(out.shape) != (grid * grid, pos.shape[1]):
+        raise CheckFailed(f"interpolate_grid_positions should return one vector per cell of the new grid, shape "
+                          f"({grid * grid}, {pos.shape[1]}); it returned shape {tuple(out.shape)}.")
+    return out.detach().float()
+
+
+@register("10.9", "grid positions for a larger screen", ugui.interpolate_grid_positions, hints=(
+    "The 16 position vectors belong to the cells of a 4×4 grid, row by row. On the larger screen the grid is 8×8: "
+    "what does a cell of the new grid sit between, on the old one?",
+    "Section 6, a GUI agent: put the vectors back on their grid, (n², D) → (1, D, n, n) (transpose first, so the "
+    "D numbers of a cell stay together), resize the grid with `F.interpolate(..., size=(grid, grid), "
+    "mode=\"bilinear\", align_corners=False)` as ViTs do at a new resolution, and flatten back to (grid², D).",
+    "Worked sub-step: row r, column c of the old grid is vector r · n + c; `pos.T.reshape(1, D, n, n)[0, :, r, c]` "
+    "is that vector.",
+))
+def _check_interpolate(fn) -> str:
+    got = _grid_out(fn)
+    want = _interpolate(_POS, 8)
+    if torch.allclose(got, want, atol=1e-5):
+        require_properties(_interpolate_probes(fn))
+        return ("the 4×4 grid's positions, bilinearly resized to 8×8: the agent starts from where the zoo VLM's "
+                "image tokens sat, on a grid four times as large.")
+    d = _POS.shape[1]
+    square = _POS.T.reshape(1, d, 4, 4)
+
+    def resize(x, **kw):
+        return F.interpolate(x, size=(8, 8), **kw).reshape(d, 64).T
+
+    mistakes = [
+        (F.interpolate(_POS.T[None], size=64, mode="linear", align_corners=False)[0].T,
+         "that interpolates along the flattened sequence of 16 vectors: the end of one row runs into the start of the "
+         "next. The vectors live on a 2-D grid: reshape to (1, D, 4, 4) and resize both axes."),
+        (resize(square, mode="nearest"), "that repeats each vector over a 2×2 block (nearest neighbour): the new grid "
+                                         "has only 16 different positions. Use bilinear interpolation."),
+        (resize(square, mode="bilinear", align_corners=True), "that lines up the grids' corners (align_corners=True); "
+                                                              "ViTs (timm, Hugging Face) line up the cells' edges: "
+                                                              "align_corners=False."),
+        (resize(square, mode="bicubic", align_corners=False), "that is bicubic interpolation (timm's default); this "
+                                                               "exercise asks for bilinear."),
+        (resize(_POS.reshape(1, d, 4, 4), mode="bilinear", align_corners=False),
+         "the vectors were reshaped without transposing: (16, D) → (1, D, 4, 4) directly mixes the numbers of "
+         "different cells. Transpose to (D, 16) first, so each channel is a 4×4 map."),
+        (resize(square.transpose(2, 3), mode="bilinear", align_corners=False),
+         "rows and columns are swapped: the cells are stored row by row, vector r · n + c at row r, column c."),
+    ]
+    for wrong, hint in mistakes:
+        if wrong.shape == got.shape and torch.allclose(got, wrong, atol=1e-5):
+            raise CheckFailed(hint)
+    require_properties(_interpolate_probes(fn))
+    raise Mismatch(f"the largest difference from the expected positions is {(got - want).abs().max():.4f}.")
+
+
+def _interpolate_probes(fn) -> list[Probe]:
+    ramp = torch.arange(4.0).repeat(4)[:, None].repeat(1, 3)          # the column index, cell by cell
+    return [
+        Probe("grid", lambda: tuple(torch.as_tensor(fn(_POS.clone(), 6)).shape) == (36, 5),
+              "use the grid size you are given: grid = 6 gives 36 vectors."),
+        Probe("same size", lambda: torch.allclose(_grid_out(fn, _POS, 4), _POS, atol=1e-5),
+              "resizing a 4×4 grid to 4×4 should give the same vectors back."),
+        Probe("constant", lambda: torch.allclose(_grid_out(fn, torch.full((16, 3), 2.5), 8), torch.full((64, 3), 2.5),
+                                                 atol=1e-5),
+              "position vectors that are all the same should stay the same on the larger grid."),
+        Probe("columns", lambda: bool((_grid_out(fn, ramp, 8).reshape(8, 8, 3).diff(dim=1) >= -1e-6).all())
+              and torch.allclose(_grid_out(fn, ramp, 8).reshape(8, 8, 3).diff(dim=0), torch.zeros(7, 8, 3),
+                                 atol=1e-5),
+              "a vector that grows from left to right (the same in every row) should still grow from left to right, "
+              "and not change down a column: keep rows as rows."),
     ]
