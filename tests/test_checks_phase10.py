@@ -609,6 +609,10 @@ def embed_one_image(images, pattern, strength):
     return reference("10.7")(images[:1], pattern, strength)
 
 
+def embed_clipped_before_adding(images, pattern, strength):
+    return np.round(np.clip(images.astype(float), 0, 255) + strength * pattern).astype(np.uint8)
+
+
 def test_right_embeds_pass():
     _passes("10.7", embed_torch)
     _passes("10.7", embed_loop)
@@ -626,6 +630,7 @@ def test_right_embeds_pass():
     (embed_exact, "exact sums"),
     (embed_first_channel, "three channels"),
     (embed_one_image, "the input's shape"),
+    (embed_clipped_before_adding, "clip before casting"),
 ])
 def test_embed_mistakes_are_named(answer, phrase):
     failed_with("10.7", answer, phrase)
@@ -684,6 +689,11 @@ def z_variance(residuals, pattern):
     return (r * pattern).sum(axis=(1, 2, 3)) / (r.var(axis=(1, 2, 3)) * np.linalg.norm(pattern))
 
 
+def z_median(residuals, pattern):
+    r = residuals - np.median(residuals, axis=(1, 2, 3), keepdims=True)
+    return (r * pattern).sum(axis=(1, 2, 3)) / (residuals.std(axis=(1, 2, 3)) * np.linalg.norm(pattern))
+
+
 def z_whole_batch(residuals, pattern):
     return reference("10.8")(residuals, pattern).sum()
 
@@ -712,6 +722,7 @@ def test_right_detectors_pass():
     (z_abs, "absolute value"),
     (z_pearson, "correlation coefficient"),
     (z_variance, "variance"),
+    (z_median, "median"),
     (z_whole_batch, "one z-score per image"),
     (z_per_channel, "one z-score per image"),
     (z_pattern_std, "spread about 1"),
@@ -778,6 +789,10 @@ def grid_fixed_size(pos, grid):
     return _resize(_square(pos), 8, mode="bilinear", align_corners=False)
 
 
+def grid_flattened_wrongly(pos, grid):  # (1, D, g, g) reshaped straight to (g², D)
+    return torch.nn.functional.interpolate(_square(pos), size=(grid, grid), mode="bilinear").reshape(grid * grid, -1)
+
+
 def grid_padded(pos, grid):  # the old vectors in the corner, zeros elsewhere
     out = torch.zeros(grid, grid, pos.shape[1])
     n = int(round(pos.shape[0] ** 0.5))
@@ -800,6 +815,7 @@ def test_right_interpolations_pass():
     (grid_unflattened, "shape (64, 5)"),
     (grid_fixed_size, "grid size you are given"),
     (grid_padded, "stay the same"),
+    (grid_flattened_wrongly, "flattened back"),
 ])
 def test_interpolate_grid_positions_mistakes_are_named(answer, phrase):
     failed_with("10.9", answer, phrase)

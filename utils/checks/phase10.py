@@ -649,7 +649,8 @@ def _embed_probes(fn) -> list[Probe]:
         Probe("zero", lambda: np.array_equal(run(0.0), _MARK_IMAGES.astype(np.float64)),
               "with strength 0 the images should come back unchanged."),
         Probe("step", lambda: bool((np.abs(run(1.0) - _MARK_IMAGES) <= 1).all()),
-              "with strength 1 no pixel should move by more than one level."),
+              "with strength 1 no pixel should move by more than one level; a pixel at 0 or 255 that jumps to the "
+              "other end was pushed out of [0, 255] and wrapped around when cast to uint8: clip before casting."),
         Probe("every number", lambda: bool((np.abs(run(3.0) - _MARK_IMAGES)[(_MARK_IMAGES > 3) & (_MARK_IMAGES < 252)]
                                             == 3).all()),
               "with strength 3 every pixel of every channel should move by 3 levels (unless it stops at 0 or 255): "
@@ -725,6 +726,8 @@ def _check_detection_z(fn) -> str:
          "that is the correlation coefficient, between −1 and 1: its spread under no mark is 1/√n, so one threshold "
          "would not fit images of another size. Divide Σ r · p by std(r) · ‖p‖ instead."),
         (corr / (rc.var(axis=axes) * norm), "that divides by the variance; divide by the standard deviation, std(r)."),
+        (((r - np.median(r, axis=axes, keepdims=True)) * p).sum(axis=axes) / (r.std(axis=axes) * norm),
+         "that removes each image's median; remove its mean, the centre that std(r) is measured around."),
     ]
     for wrong, hint in mistakes:
         if np.allclose(got, wrong, rtol=1e-3, atol=1e-6):
@@ -826,7 +829,8 @@ def _interpolate_probes(fn) -> list[Probe]:
         Probe("grid", lambda: tuple(torch.as_tensor(fn(_POS.clone(), 6)).shape) == (36, 5),
               "use the grid size you are given: grid = 6 gives 36 vectors."),
         Probe("same size", lambda: torch.allclose(_grid_out(fn, _POS, 4), _POS, atol=1e-5),
-              "resizing a 4×4 grid to 4×4 should give the same vectors back."),
+              "resizing a 4×4 grid to 4×4 should give the same vectors back. If it does not, look at how the grid "
+              "is flattened back: (1, D, g, g) → (D, g²) → transpose to (g², D), the inverse of the way in."),
         Probe("constant", lambda: torch.allclose(_grid_out(fn, torch.full((16, 3), 2.5), 8), torch.full((64, 3), 2.5),
                                                  atol=1e-5),
               "position vectors that are all the same should stay the same on the larger grid."),
