@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .clip import ZOO_CLIP, clip_grid_tokens, normalize_images
+from .vla import act
 from .vlm import TinyVLM, add_grounding_tokens, encode_with_labels, extend_positions, extend_vocabulary, train_vlm
 from .world import ui
 
@@ -246,10 +247,7 @@ def rollout(policy: Callable, split: str, seeds: Iterable[int], **env_kwargs) ->
     while running.any():
         active = np.flatnonzero(running)
         images, texts = np.stack([obs[i]["image"] for i in active]), [obs[i]["instruction"] for i in active]
-        if getattr(policy, "uses_state", False):
-            actions = policy(images, texts, [envs[i] for i in active])
-        else:
-            actions = policy(images, texts)
+        actions = act(policy, images, texts, [envs[i] for i in active])
         for i, action in zip(active, actions):
             obs[i], reward, terminated, truncated, info = envs[i].step(action)
             used[i] += 1

@@ -307,6 +307,15 @@ class Rollouts:
     paths: list[np.ndarray] | None = None
 
 
+def act(policy: Callable, images: np.ndarray, instructions: Sequence[str], envs: Sequence) -> np.ndarray:
+    """One batched policy call of a closed-loop rollout: ``policy(images, instructions)``, or, for a policy with
+    ``uses_state`` (a scripted expert, which reads the state rather than the pixels), with the running ``envs`` too.
+    Shared by the VLA's and the GUI agent's rollouts."""
+    if getattr(policy, "uses_state", False):
+        return policy(images, instructions, envs)
+    return policy(images, instructions)
+
+
 def rollout(policy: Policy, split: str, seeds: Iterable[int], keep_frames: bool = False, **env_kwargs) -> Rollouts:
     """Run ``policy`` closed-loop in one :class:`ShapesReach` episode per seed of ``split``, all episodes in step
     (one batched policy call per time step over the episodes still running). A policy maps (images, instructions)
@@ -322,10 +331,7 @@ def rollout(policy: Policy, split: str, seeds: Iterable[int], keep_frames: bool 
     while running.any():
         active = np.flatnonzero(running)
         images, texts = np.stack([obs[i]["image"] for i in active]), [obs[i]["instruction"] for i in active]
-        if getattr(policy, "uses_state", False):
-            actions = policy(images, texts, [envs[i] for i in active])
-        else:
-            actions = policy(images, texts)
+        actions = act(policy, images, texts, [envs[i] for i in active])
         for i, a in zip(active, actions):
             obs[i], _, terminated, truncated, _ = envs[i].step(a)
             steps[i] += 1
